@@ -1,0 +1,215 @@
+"""SQLite records: the articles (full text and metadata) and their chunks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.articles import Article
+from rag.chunking import Chunk
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    url TEXT,
+    source TEXT,
+    published TEXT,
+    dateline TEXT,
+    content_hash TEXT NOT NULL UNIQUE,
+    added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,
+    article_id TEXT NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    UNIQUE (article_id, ordinal)
+);
+CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+"""
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as stored, with the row id that keys its vector and BM25 document."""
+
+    rowid: int
+    chunk: Chunk
+
+
+@dataclass(frozen=True)
+class ArticleFilter:
+    """Restricts retrieval to some articles; ``None`` fields do not restrict."""
+
+    source: str | None = None
+    published_after: str | None = None
+    published_before: str | None = None
+    article_ids: tuple[str, ...] | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return (
+            self.source is None
+            and self.published_after is None
+            and self.published_before is None
+            and self.article_ids is None
+        )
+
+
+class RecordStore:
+    """Articles and chunks in one SQLite file."""
+
+    def __init__(self, path: Path, *, read_only: bool) -> None:
+        self.path = path
+        uri = f"file:{path}?mode=ro" if read_only else f"file:{path}"
+        self.connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self.connection.execute("PRAGMA foreign_keys = ON")
+        if not read_only:
+            self.connection.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def copy_to(self, path: Path) -> RecordStore:
+        """Write a consistent copy of this database to ``path`` and open it for writing."""
+        target = sqlite3.connect(path)
+        with target:
+            self.connection.backup(target)
+        target.close()
+        return RecordStore(path, read_only=False)
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    # -- writes -----------------------------------------------------------------
+    def insert_article(self, article: Article, chunks: Sequence[Chunk]) -> list[int]:
+        """Store an article and its chunks; returns the chunks' new row ids."""
+        self.connection.execute(
+            "INSERT INTO articles (id, title, text, url, source, published, dateline, content_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                article.id,
+                article.title,
+                article.text,
+                article.url,
+                article.source,
+                article.published,
+                article.dateline,
+                article.content_hash,
+            ),
+        )
+        rowids = []
+        for chunk in chunks:
+            cursor = self.connection.execute(
+                'INSERT INTO chunks (article_id, ordinal, start, "end", text)'
+                " VALUES (?, ?, ?, ?, ?)",
+                (chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text),
+            )
+            assert cursor.lastrowid is not None
+            rowids.append(cursor.lastrowid)
+        return rowids
+
+    def delete_articles(self, article_ids: Collection[str]) -> list[int]:
+        """Delete articles and their chunks; returns the deleted chunks' row ids."""
+        rowids: list[int] = []
+        for article_id in article_ids:
+            rowids += [
+                row[0]
+                for row in self.connection.execute(
+                    "SELECT rowid FROM chunks WHERE article_id = ?", (article_id,)
+                )
+            ]
+            self.connection.execute("DELETE FROM chunks WHERE article_id = ?", (article_id,))
+            self.connection.execute("DELETE FROM articles WHERE id = ?", (article_id,))
+        return rowids
+
+    # -- reads ------------------------------------------------------------------
+    def count_articles(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+
+    def count_chunks(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def article(self, article_id: str) -> Article | None:
+        """The article with this id, or ``None``."""
+        rows = self._articles("WHERE id = ?", (article_id,))
+        return rows[0][0] if rows else None
+
+    def article_by_hash(self, digest: str) -> Article | None:
+        """The article with this content hash, or ``None``."""
+        rows = self._articles("WHERE content_hash = ?", (digest,))
+        return rows[0][0] if rows else None
+
+    def articles(self, *, offset: int = 0, limit: int = -1) -> list[tuple[Article, int]]:
+        """Articles in the order they were added, each with its chunk count."""
+        return self._articles("ORDER BY added_at, rowid LIMIT ? OFFSET ?", (limit, offset))
+
+    def all_chunks(self) -> Iterable[StoredChunk]:
+        """Every chunk, in row-id order."""
+        for row in self.connection.execute(
+            'SELECT rowid, article_id, ordinal, start, "end", text FROM chunks ORDER BY rowid'
+        ):
+            yield StoredChunk(row[0], Chunk(*row[1:]))
+
+    def chunks(self, rowids: Sequence[int]) -> dict[int, StoredChunk]:
+        """The chunks with these row ids, keyed by row id."""
+        found: dict[int, StoredChunk] = {}
+        for start in range(0, len(rowids), 500):
+            batch = [int(r) for r in rowids[start : start + 500]]
+            marks = ",".join("?" * len(batch))
+            for row in self.connection.execute(
+                f'SELECT rowid, article_id, ordinal, start, "end", text FROM chunks'
+                f" WHERE rowid IN ({marks})",
+                batch,
+            ):
+                found[row[0]] = StoredChunk(row[0], Chunk(*row[1:]))
+        return found
+
+    def chunk_rowids(self, where: ArticleFilter) -> set[int]:
+        """Row ids of the chunks whose article passes the filter."""
+        clauses, params = [], []
+        if where.source is not None:
+            clauses.append("a.source = ?")
+            params.append(where.source)
+        if where.published_after is not None:
+            clauses.append("a.published >= ?")
+            params.append(where.published_after)
+        if where.published_before is not None:
+            clauses.append("a.published <= ?")
+            params.append(where.published_before)
+        if where.article_ids is not None:
+            clauses.append(f"a.id IN ({','.join('?' * len(where.article_ids))})")
+            params.extend(where.article_ids)
+        sql = "SELECT c.rowid FROM chunks c JOIN articles a ON a.id = c.article_id"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return {row[0] for row in self.connection.execute(sql, params)}
+
+    def _articles(self, tail: str, params: tuple[object, ...]) -> list[tuple[Article, int]]:
+        sql = (
+            "SELECT a.id, a.title, a.text, a.url, a.source, a.published, a.dateline,"
+            " a.content_hash, (SELECT COUNT(*) FROM chunks c WHERE c.article_id = a.id)"
+            f" FROM articles a {tail}"
+        )
+        return [
+            (
+                Article(
+                    id=row[0],
+                    title=row[1],
+                    text=row[2],
+                    url=row[3],
+                    source=row[4],
+                    published=row[5],
+                    dateline=row[6],
+                    content_hash=row[7],
+                ),
+                row[8],
+            )
+            for row in self.connection.execute(sql, params)
+        ]

@@ -1,0 +1,1 @@
+"""Extractive, cited question answering over news articles."""

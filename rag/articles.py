@@ -1,0 +1,302 @@
+"""Parse article files (.txt, .md, .html, .json, .jsonl) into :class:`Article` records.
+
+Text is kept as written (curly quotes, non-breaking spaces) so that character offsets
+into ``Article.text`` stay exact; only line endings are normalised to ``\\n``.
+Input must be UTF-8 (a byte-order mark is allowed); anything else is rejected with
+the file named, never guessed at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bs4 import BeautifulSoup
+from markdown_it import MarkdownIt
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl")
+ARTICLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_URL_LINE = re.compile(r"^\s*(https?://\S+)\s*$")
+_DATELINE = re.compile(r"^[A-Z][A-Z .,'\u2019-]{1,40}$")
+_HTML_BLOCKS = (
+    "p",
+    "div",
+    "li",
+    "br",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "tr",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "figcaption",
+)
+_HTML_DROPPED = ("script", "style", "noscript", "template", "head", "nav", "svg", "iframe")
+
+
+class ArticleError(ValueError):
+    """A file or record that cannot be turned into an article; the message names it."""
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article: metadata plus the body text that every offset refers to."""
+
+    id: str
+    title: str
+    text: str
+    url: str | None = None
+    source: str | None = None
+    published: str | None = None
+    dateline: str | None = None
+    content_hash: str = field(default="", compare=False)
+
+    @staticmethod
+    def create(
+        title: str,
+        text: str,
+        *,
+        id: str | None = None,
+        url: str | None = None,
+        source: str | None = None,
+        published: str | None = None,
+        dateline: str | None = None,
+    ) -> Article:
+        """Build a validated article; the id defaults to a hash of title and text."""
+        title = " ".join(title.split())
+        text = _normalise_newlines(text).strip()
+        if not title:
+            raise ArticleError("article has no title")
+        if not text:
+            raise ArticleError(f"article {title!r} has no body text")
+        digest = content_hash(title, text)
+        if id is None:
+            id = digest[:16]
+        elif not ARTICLE_ID_PATTERN.match(id):
+            raise ArticleError(
+                f"invalid article id {id!r}: use 1-128 letters, digits, '.', '_' or '-'"
+            )
+        return Article(
+            id=id,
+            title=title,
+            text=text,
+            url=url or None,
+            source=source or None,
+            published=published or None,
+            dateline=dateline,
+            content_hash=digest,
+        )
+
+
+def content_hash(title: str, text: str) -> str:
+    """Hash identifying an article's content, insensitive to whitespace differences."""
+    canonical = " ".join(title.split()) + "\n" + " ".join(text.split())
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def decode_bytes(data: bytes, name: str) -> str:
+    """Decode UTF-8 input, rejecting empty, binary and non-UTF-8 data with a clear error."""
+    if not data.strip():
+        raise ArticleError(f"{name}: file is empty")
+    if b"\x00" in data:
+        raise ArticleError(f"{name}: looks like a binary file, not text")
+    try:
+        return _normalise_newlines(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ArticleError(
+            f"{name}: not valid UTF-8 (byte {error.start}); convert the file to UTF-8"
+        ) from None
+
+
+def parse_plain_text(raw: str, *, source: str | None = None) -> Article:
+    """Parse a plain-text article.
+
+    The first non-empty line is the title. Leading lines that repeat the title, and a
+    short all-capitals dateline line (``BRUSSELS``) right after it, are metadata; so is
+    a trailing line holding only a URL. Everything else, paragraphs included, is body.
+    """
+    lines = _normalise_newlines(raw).split("\n")
+    non_empty = [i for i, line in enumerate(lines) if line.strip()]
+    if not non_empty:
+        raise ArticleError(f"{source or 'text'}: no text")
+    title = lines[non_empty[0]].strip()
+    body_lines = non_empty[1:]
+    while body_lines and lines[body_lines[0]].strip() == title:
+        body_lines = body_lines[1:]
+    dateline = None
+    if len(body_lines) > 1 and _DATELINE.match(lines[body_lines[0]].strip()):
+        dateline = lines[body_lines[0]].strip()
+        body_lines = body_lines[1:]
+    url = None
+    if body_lines and (match := _URL_LINE.match(lines[body_lines[-1]])):
+        url = match.group(1)
+        body_lines = body_lines[:-1]
+    if not body_lines:
+        raise ArticleError(f"{source or 'text'}: has a title but no body text")
+    body = "\n".join(lines[body_lines[0] : body_lines[-1] + 1])
+    return Article.create(title, body, url=url, source=source, dateline=dateline)
+
+
+def parse_html(raw: str, *, source: str | None = None) -> Article:
+    """Parse an HTML page: title from <title>/<h1>, url from the canonical link, body
+    from the visible text with block elements on their own lines (scripts dropped)."""
+    soup = BeautifulSoup(raw, "html.parser")
+    title = _first_text(
+        _meta(soup, "og:title"),
+        soup.title.get_text() if soup.title else None,
+        soup.h1.get_text() if soup.h1 else None,
+    )
+    url = _first_text(_link(soup, "canonical"), _meta(soup, "og:url"))
+    published = _first_text(_meta(soup, "article:published_time"), _meta(soup, "date"))
+    for tag in soup(list(_HTML_DROPPED)):
+        tag.decompose()
+    if soup.h1 and title and " ".join(soup.h1.get_text().split()) == " ".join(title.split()):
+        soup.h1.decompose()
+    for tag in soup.find_all(list(_HTML_BLOCKS)):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    lines = (" ".join(line.split()) for line in soup.get_text().split("\n"))
+    body = "\n".join(line for line in lines if line)
+    if not title:
+        raise ArticleError(f"{source or 'html'}: no <title> or <h1> to use as the title")
+    return Article.create(title, body, url=url, source=source, published=published)
+
+
+def parse_markdown(raw: str, *, source: str | None = None) -> Article:
+    """Parse Markdown: rendered to HTML, then read like an HTML page whose title is
+    the first heading (or the first line)."""
+    html = MarkdownIt("commonmark").render(_normalise_newlines(raw))
+    soup = BeautifulSoup(html, "html.parser")
+    heading = soup.find(re.compile(r"^h[1-6]$"))
+    if heading is None:
+        first, _, rest = raw.strip().partition("\n")
+        return parse_html(f"<h1>{_escape(first)}</h1>{MarkdownIt().render(rest)}", source=source)
+    return parse_html(f"<title>{_escape(heading.get_text())}</title>{html}", source=source)
+
+
+def parse_record(record: Any, *, where: str) -> Article:
+    """Turn one JSON object (``title``, ``text``; optional ``id``, ``url``, ``published``,
+    ``source``) into an article."""
+    if not isinstance(record, dict):
+        raise ArticleError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for key in ("title", "text"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise ArticleError(f"{where}: field {key!r} must be a non-empty string")
+    optional: dict[str, str | None] = {}
+    for key in ("id", "url", "published", "source"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str | int):
+            raise ArticleError(f"{where}: field {key!r} must be a string")
+        optional[key] = None if value is None else str(value)
+    try:
+        return Article.create(record["title"], record["text"], **optional)
+    except ArticleError as error:
+        raise ArticleError(f"{where}: {error}") from None
+
+
+def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article | ArticleError]:
+    """Parse a JSON document (one object or a list) or JSON Lines into articles.
+
+    A bad record does not spoil the others: it is yielded as an :class:`ArticleError`.
+    """
+    if lines:
+        numbered = [(n, line) for n, line in enumerate(raw.split("\n"), start=1) if line.strip()]
+        records = [(f"{name} line {n}", line) for n, line in numbered]
+    else:
+        try:
+            document = _load_json(raw, name)
+        except ArticleError as error:
+            yield error
+            return
+        items = document if isinstance(document, list) else [document]
+        records = [(f"{name} record {n}", item) for n, item in enumerate(items, start=1)]
+    for where, record in records:
+        try:
+            yield parse_record(_load_json(record, where) if lines else record, where=where)
+        except ArticleError as error:
+            yield error
+
+
+def parse_bytes(data: bytes, name: str) -> tuple[list[Article], list[ArticleError]]:
+    """Parse the content of one file, choosing the format from the name's suffix.
+
+    Returns the articles and the problems with individual records (JSON formats can
+    hold many). A file that cannot be read at all raises :class:`ArticleError`.
+    """
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        supported = ", ".join(SUPPORTED_SUFFIXES)
+        raise ArticleError(f"{name}: unsupported file type {suffix!r} (supported: {supported})")
+    raw = decode_bytes(data, name)
+    source = Path(name).name
+    if suffix == ".txt":
+        return [parse_plain_text(raw, source=source)], []
+    if suffix in (".md", ".markdown"):
+        return [parse_markdown(raw, source=source)], []
+    if suffix in (".html", ".htm"):
+        return [parse_html(raw, source=source)], []
+    results = list(parse_json_records(raw, name=name, lines=suffix == ".jsonl"))
+    articles = [r for r in results if isinstance(r, Article)]
+    problems = [r for r in results if isinstance(r, ArticleError)]
+    if not results:
+        raise ArticleError(f"{name}: contains no articles")
+    return articles, problems
+
+
+def iter_article_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Expand files and folders (recursively) into the supported article files, sorted."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+        elif path.exists():
+            yield path
+        else:
+            raise ArticleError(f"{path}: no such file or folder")
+
+
+def _load_json(raw: str, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ArticleError(f"{where}: invalid JSON ({error.msg} at line {error.lineno})") from None
+
+
+def _meta(soup: BeautifulSoup, name: str) -> str | None:
+    tag = soup.find("meta", attrs={"property": name}) or soup.find("meta", attrs={"name": name})
+    content = tag.get("content") if tag else None
+    return content if isinstance(content, str) else None
+
+
+def _link(soup: BeautifulSoup, rel: str) -> str | None:
+    tag = soup.find("link", rel=rel)
+    href = tag.get("href") if tag else None
+    return href if isinstance(href, str) else None
+
+
+def _first_text(*candidates: str | None) -> str | None:
+    for candidate in candidates:
+        if candidate and candidate.strip():
+            return " ".join(candidate.split())
+    return None
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,156 @@
+"""Sentence-aware chunking that keeps exact character offsets.
+
+Invariant: for every span produced here, ``text[span.start:span.end] == span.text``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import blingfire
+
+from rag.articles import Article
+
+_PARAGRAPH = re.compile(r"[^\n]+")
+_NON_SPACE = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A piece of an article's text with its character offsets."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrieval unit: consecutive sentences of one article."""
+
+    article_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+
+    @property
+    def passage_id(self) -> str:
+        """Public identifier of the chunk, stable for a given article and chunking."""
+        return f"{self.article_id}:{self.ordinal}"
+
+
+class SentenceSplitter:
+    """Split text into sentences with exact offsets.
+
+    Paragraphs (lines) are never merged; inside each one Bling Fire finds the sentence
+    boundaries. Sentences longer than ``max_chars`` are cut at whitespace so that no
+    unit is too long to embed or to show as an answer.
+    """
+
+    def __init__(self, max_chars: int = 600) -> None:
+        self.max_chars = max_chars
+
+    def split(self, text: str) -> list[Span]:
+        """Return the sentences of ``text``, in order, with offsets into ``text``."""
+        spans: list[Span] = []
+        for paragraph in _PARAGRAPH.finditer(text):
+            if not paragraph.group().strip():
+                continue
+            base = paragraph.start()
+            _, offsets = blingfire.text_to_sentences_and_offsets(paragraph.group())
+            for start, end in offsets:
+                spans.extend(self._limit_length(text, base + start, base + end))
+        return spans
+
+    def _limit_length(self, text: str, start: int, end: int) -> list[Span]:
+        start, end = _trim(text, start, end)
+        if start >= end:
+            return []
+        if end - start <= self.max_chars:
+            return [Span(start, end, text[start:end])]
+        pieces: list[Span] = []
+        piece_start = piece_end = start
+        for word in _NON_SPACE.finditer(text, start, end):
+            if word.end() - piece_start > self.max_chars and piece_end > piece_start:
+                pieces.append(Span(piece_start, piece_end, text[piece_start:piece_end]))
+                piece_start = word.start()
+            piece_end = word.end()
+            while piece_end - piece_start > self.max_chars:
+                cut = piece_start + self.max_chars
+                pieces.append(Span(piece_start, cut, text[piece_start:cut]))
+                piece_start = cut
+        if piece_end > piece_start:
+            pieces.append(Span(piece_start, piece_end, text[piece_start:piece_end]))
+        return pieces
+
+
+class Chunker:
+    """Pack consecutive sentences into chunks of at most ``max_tokens`` word pieces,
+    repeating the last ``overlap_sentences`` sentences at the start of the next chunk."""
+
+    def __init__(
+        self,
+        splitter: SentenceSplitter,
+        count_tokens: Callable[[Sequence[str]], list[int]],
+        max_tokens: int = 200,
+        overlap_sentences: int = 1,
+    ) -> None:
+        self.splitter = splitter
+        self.count_tokens = count_tokens
+        self.max_tokens = max_tokens
+        self.overlap_sentences = overlap_sentences
+
+    def chunk(self, article: Article) -> list[Chunk]:
+        """Cut one article into overlapping, offset-exact chunks."""
+        sentences = self.splitter.split(article.text)
+        if not sentences:
+            return []
+        token_counts = self.count_tokens([s.text for s in sentences])
+        windows = pack_windows(token_counts, self.max_tokens, self.overlap_sentences)
+        text = article.text
+        return [
+            Chunk(
+                article_id=article.id,
+                ordinal=ordinal,
+                start=sentences[first].start,
+                end=sentences[last].end,
+                text=text[sentences[first].start : sentences[last].end],
+            )
+            for ordinal, (first, last) in enumerate(windows)
+        ]
+
+
+def pack_windows(
+    token_counts: Sequence[int], max_tokens: int, overlap: int
+) -> list[tuple[int, int]]:
+    """Group sentence indices into inclusive ``(first, last)`` windows.
+
+    Each window holds as many whole sentences as fit in ``max_tokens`` (at least one);
+    the next window starts ``overlap`` sentences before the previous one ended, but
+    always after the previous window's start, so packing always moves forward.
+    """
+    windows: list[tuple[int, int]] = []
+    first = 0
+    n = len(token_counts)
+    while first < n:
+        last = first
+        total = token_counts[first]
+        while last + 1 < n and total + token_counts[last + 1] <= max_tokens:
+            last += 1
+            total += token_counts[last]
+        windows.append((first, last))
+        if last == n - 1:
+            break
+        first = max(first + 1, last + 1 - overlap)
+    return windows
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end

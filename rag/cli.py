@@ -1,0 +1,143 @@
+"""The ``rag`` command line: ingest, ask, list, delete, serve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from index.store import IndexStoreError
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+app = typer.Typer(
+    help="Extractive, cited question answering over news articles.", no_args_is_help=True
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _open(settings: Settings | None = None) -> Pipeline:
+    try:
+        return Pipeline.open(settings or Settings())
+    except IndexStoreError as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Article files or folders to add.")],
+) -> None:
+    """Add articles (.txt .md .html .json .jsonl, or folders of them) to the index."""
+    pipeline = _open(Settings(seed_sample_articles=False))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+    ) as progress:
+        task = progress.add_task("embedding chunks", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = pipeline.ingest(paths, on_progress)
+    console.print(
+        f"added {len(report.added)} articles ({report.chunks_added} chunks), "
+        f"skipped {len(report.duplicates)} duplicates, rejected {len(report.rejected)}"
+    )
+    for duplicate in report.duplicates:
+        console.print(
+            f"  [yellow]duplicate[/yellow] {escape(duplicate.name)}: {escape(duplicate.reason)}"
+        )
+    for rejection in report.rejected:
+        errors.print(f"  [red]rejected[/red] {escape(rejection.name)}: {escape(rejection.reason)}")
+    if report.rejected and not report.added:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    top_k: Annotated[int, typer.Option(min=1, max=50, help="Passages to retrieve.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON response.")] = False,
+) -> None:
+    """Answer a question with verbatim sentences from the indexed articles."""
+    if not question.strip():
+        errors.print("[red]error:[/red] the question is empty")
+        raise typer.Exit(2)
+    result = _open().ask(question, top_k=top_k)
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    if not result.answers:
+        console.print("[bold]No answer in the indexed articles.[/bold] Closest passages:")
+    for number, answer in enumerate(result.answers, start=1):
+        console.print(f"\n[bold green]{number}. {escape(answer.text)}[/bold green]")
+        console.print(
+            f"   score {answer.score:.2f} · {escape(answer.title)}"
+            f"{' · ' + escape(answer.url) if answer.url else ''}"
+            f"\n   article {answer.article_id} chars {answer.start}-{answer.end}"
+            f" · passage {answer.passage_id}"
+        )
+    table = Table("passage", "score", "title", "text", show_lines=True, title="Cited passages")
+    for passage in result.passages:
+        table.add_row(
+            passage.passage_id,
+            f"{passage.score:.2f}",
+            escape(passage.title),
+            escape(passage.text[:300] + ("…" if len(passage.text) > 300 else "")),
+        )
+    console.print(table)
+    console.print(f"[dim]{result.took_ms:.0f} ms[/dim]")
+
+
+@app.command("articles")
+def list_articles(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the indexed articles."""
+    articles = _open().articles()
+    if as_json:
+        console.print_json(json.dumps([a.model_dump() for a in articles]))
+        return
+    table = Table("id", "title", "source", "chunks", "url")
+    for article in articles:
+        table.add_row(
+            article.id,
+            escape(article.title),
+            escape(article.source or ""),
+            str(article.chunks),
+            article.url or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def delete(article_id: Annotated[str, typer.Argument(help="Id of the article to remove.")]) -> None:
+    """Remove an article (and its chunks) from the index."""
+    if not _open(Settings(seed_sample_articles=False)).delete(article_id):
+        errors.print(f"[red]error:[/red] no article with id {escape(article_id)!r}")
+        raise typer.Exit(1)
+    console.print(f"deleted {article_id}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Run the HTTP service and web form (indexes the sample articles if there is no index)."""
+    import uvicorn
+    from api.app import create_app
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)

@@ -1,0 +1,304 @@
+"""The pipeline: one object holding the loaded resources, used by the CLI, API and harness."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from index.records import ArticleFilter, RecordStore
+from index.store import IndexStore, NewArticle, Snapshot
+from rag.articles import Article, ArticleError, iter_article_files, parse_bytes
+from rag.chunking import Chunker, SentenceSplitter
+from rag.embedding import Embedder
+from rag.extraction import Calibration, PassageHit, SentenceExtractor
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from rag.types import (
+    Answer,
+    ArticleDetail,
+    ArticleSummary,
+    AskResult,
+    IngestReport,
+    Passage,
+    Rejection,
+)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``(chunks_embedded_so_far, chunks_total)`` while ingesting."""
+
+COMMIT_EVERY_ARTICLES = 500
+
+
+class Pipeline:
+    """Ingest articles and answer questions over them.
+
+    Reads are lock-free: they use the snapshot current when they start. Writes are
+    serialised (threads and processes) and publish a new snapshot atomically. A change
+    written by another process is picked up on the next read.
+    """
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or Embedder(
+            settings.model_name,
+            settings.model_path,
+            batch_size=settings.embed_batch_size,
+            threads=settings.torch_threads,
+        )
+        self.splitter = SentenceSplitter(settings.max_sentence_chars)
+        self.chunker = Chunker(
+            self.splitter,
+            self.embedder.count_tokens,
+            max_tokens=settings.chunk_max_tokens,
+            overlap_sentences=settings.chunk_overlap_sentences,
+        )
+        self.retriever = Retriever(
+            mode=settings.retrieval_mode,
+            fusion=settings.fusion,
+            dense_weight=settings.dense_weight,
+            rrf_k=settings.rrf_k,
+            candidate_pool=settings.candidate_pool,
+        )
+        calibration = Calibration.load(settings.calibration_path)
+        if settings.answer_threshold is not None:
+            calibration = dataclasses.replace(calibration, threshold=settings.answer_threshold)
+        self.extractor = SentenceExtractor(self.embedder, self.splitter, calibration)
+        self.store = IndexStore(settings.index_dir, settings.model_name, self.embedder.dimension)
+        self._snapshot: Snapshot | None = None
+        self._reload_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings, embedder: Embedder | None = None) -> Pipeline:
+        """Load the index, first building it from the sample articles if there is none
+        (and ``settings.seed_sample_articles`` is on)."""
+        import faiss
+
+        faiss.omp_set_num_threads(settings.faiss_threads)
+        pipeline = cls(settings, embedder)
+        pipeline.refresh()
+        if pipeline._snapshot is None and settings.seed_sample_articles:
+            pipeline.ingest([settings.sample_articles_dir])
+        return pipeline
+
+    # -- reading ----------------------------------------------------------------
+    def refresh(self) -> Snapshot | None:
+        """Switch to the newest index version on disk if it changed; return the snapshot."""
+        version = self.store.current_version()
+        current = self._snapshot
+        if current is not None and current.version == version:
+            return current
+        with self._reload_lock:
+            if self._snapshot is None or self._snapshot.version != version:
+                self._snapshot = self.store.load()
+            return self._snapshot
+
+    def ask(self, question: str, top_k: int = 5, where: ArticleFilter | None = None) -> AskResult:
+        """Answer a question with verbatim, cited sentences; no answers means abstention."""
+        started = time.perf_counter()
+        snapshot = self.refresh()
+        answers: list[Answer] = []
+        passages: list[Passage] = []
+        if snapshot is not None and snapshot.vectors.size:
+            allowed = None
+            if where is not None and not where.is_empty:
+                allowed = snapshot.records.chunk_rowids(where)
+            question_vector = self.embedder.embed_query(question)
+            scored = self.retriever.retrieve(
+                snapshot.vectors, snapshot.lexical, question, question_vector, top_k, allowed
+            )
+            stored = snapshot.records.chunks([s.rowid for s in scored])
+            articles = _ArticleCache(snapshot.records)
+            hits = [PassageHit(stored[s.rowid].chunk, s.score) for s in scored]
+            for hit in hits:
+                article = articles.get(hit.chunk.article_id)
+                passages.append(
+                    Passage(
+                        passage_id=hit.chunk.passage_id,
+                        article_id=article.id,
+                        title=article.title,
+                        url=article.url,
+                        text=hit.chunk.text,
+                        start=hit.chunk.start,
+                        end=hit.chunk.end,
+                        score=round(hit.score, 4),
+                    )
+                )
+            limit = min(self.settings.max_answers, top_k)
+            for candidate in self.extractor.answers(question, question_vector, hits, limit):
+                article = articles.get(candidate.article_id)
+                answers.append(
+                    Answer(
+                        text=candidate.text,
+                        score=round(candidate.score, 4),
+                        article_id=article.id,
+                        title=article.title,
+                        url=article.url,
+                        start=candidate.start,
+                        end=candidate.end,
+                        passage_id=candidate.passage.passage_id,
+                    )
+                )
+        took_ms = (time.perf_counter() - started) * 1000
+        return AskResult(question=question, answers=answers, passages=passages, took_ms=took_ms)
+
+    def articles(self, offset: int = 0, limit: int = -1) -> list[ArticleSummary]:
+        """Indexed articles, in the order they were added."""
+        snapshot = self.refresh()
+        if snapshot is None:
+            return []
+        return [_summary(a, n) for a, n in snapshot.records.articles(offset=offset, limit=limit)]
+
+    def article(self, article_id: str) -> ArticleDetail | None:
+        """One article with its full text, or ``None`` if it is not indexed."""
+        snapshot = self.refresh()
+        found = snapshot.records.article(article_id) if snapshot else None
+        if found is None or snapshot is None:
+            return None
+        chunks = len(snapshot.records.chunk_rowids(ArticleFilter(article_ids=(article_id,))))
+        return ArticleDetail(
+            **_summary(found, chunks).model_dump(), dateline=found.dateline, text=found.text
+        )
+
+    def stats(self) -> dict[str, object]:
+        """Counts and provenance of the current index."""
+        snapshot = self.refresh()
+        manifest = snapshot.manifest if snapshot else {}
+        return {
+            "model_name": self.settings.model_name,
+            "articles": manifest.get("articles", 0),
+            "chunks": manifest.get("chunks", 0),
+            "format_version": manifest.get("format_version"),
+            "generation": manifest.get("generation", 0),
+            "index_dir": str(self.settings.index_dir),
+        }
+
+    # -- writing ----------------------------------------------------------------
+    def ingest(
+        self, paths: Sequence[Path], on_progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        """Parse files and folders and add their articles; bad files are reported, not fatal."""
+        report = IngestReport()
+        articles: list[tuple[str, Article]] = []
+        try:
+            files = list(iter_article_files(paths))
+        except ArticleError as error:
+            report.rejected.append(Rejection(name=str(error).split(":")[0], reason=str(error)))
+            return report
+        for path in files:
+            try:
+                parsed, problems = parse_bytes(path.read_bytes(), str(path))
+            except (ArticleError, OSError) as error:
+                report.rejected.append(Rejection(name=str(path), reason=str(error)))
+                continue
+            report.rejected.extend(Rejection(name=str(path), reason=str(p)) for p in problems)
+            articles.extend((str(path), article) for article in parsed)
+        return self.add(articles, on_progress, report)
+
+    def add(
+        self,
+        articles: Iterable[tuple[str, Article]],
+        on_progress: ProgressCallback | None = None,
+        report: IngestReport | None = None,
+    ) -> IngestReport:
+        """Add ``(origin name, article)`` pairs: duplicates are skipped, new ones chunked,
+        embedded and committed in batches (an interrupted ingest keeps whole batches)."""
+        report = report or IngestReport()
+        with self.store.writing() as base:
+            fresh = self._new_articles(base, list(articles), report)
+            prepared = [(article, self.chunker.chunk(article)) for article in fresh]
+            total = sum(len(chunks) for _, chunks in prepared)
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                if on_progress is not None:
+                    on_progress(done, total)
+
+            for start in range(0, len(prepared), COMMIT_EVERY_ARTICLES):
+                batch = prepared[start : start + COMMIT_EVERY_ARTICLES]
+                texts = [c.text for _, chunks in batch for c in chunks]
+                vectors = self.embedder.embed(texts, advance)
+                items, offset = [], 0
+                for article, chunks in batch:
+                    items.append(
+                        NewArticle(article, chunks, vectors[offset : offset + len(chunks)])
+                    )
+                    offset += len(chunks)
+                    report.added.append(_summary(article, len(chunks)))
+                base = self.store.commit(base, add=items, settings_record=self._settings_record())
+            self._snapshot = base
+        return report
+
+    def delete(self, article_id: str) -> bool:
+        """Remove an article from every part of the index; ``False`` if it was not there."""
+        with self.store.writing() as base:
+            if base is None or base.records.article(article_id) is None:
+                return False
+            self._snapshot = self.store.commit(
+                base, delete=[article_id], settings_record=self._settings_record()
+            )
+        return True
+
+    def _new_articles(
+        self, base: Snapshot | None, articles: list[tuple[str, Article]], report: IngestReport
+    ) -> list[Article]:
+        fresh: dict[str, Article] = {}
+        hashes: dict[str, str] = {}
+        for origin, article in articles:
+            existing = base.records.article_by_hash(article.content_hash) if base else None
+            duplicate_of = existing.id if existing else hashes.get(article.content_hash)
+            if duplicate_of is not None:
+                report.duplicates.append(
+                    Rejection(name=origin, reason=f"same content as article {duplicate_of}")
+                )
+                continue
+            taken = article.id in fresh or (base is not None and base.records.article(article.id))
+            if taken:
+                report.rejected.append(
+                    Rejection(
+                        name=origin,
+                        reason=f"article id {article.id!r} is already used by different "
+                        "content; delete it first or choose another id",
+                    )
+                )
+                continue
+            fresh[article.id] = article
+            hashes[article.content_hash] = article.id
+        return list(fresh.values())
+
+    def _settings_record(self) -> dict[str, object]:
+        return {
+            "chunk_max_tokens": self.settings.chunk_max_tokens,
+            "chunk_overlap_sentences": self.settings.chunk_overlap_sentences,
+            "max_sentence_chars": self.settings.max_sentence_chars,
+        }
+
+
+class _ArticleCache:
+    """Looks articles up once per request."""
+
+    def __init__(self, records: RecordStore) -> None:
+        self.records = records
+        self._cache: dict[str, Article] = {}
+
+    def get(self, article_id: str) -> Article:
+        if article_id not in self._cache:
+            found = self.records.article(article_id)
+            assert found is not None, f"chunk refers to missing article {article_id}"
+            self._cache[article_id] = found
+        return self._cache[article_id]
+
+
+def _summary(article: Article, chunks: int) -> ArticleSummary:
+    return ArticleSummary(
+        id=article.id,
+        title=article.title,
+        url=article.url,
+        source=article.source,
+        published=article.published,
+        chunks=chunks,
+    )

