@@ -43,11 +43,19 @@ _HTML_BLOCKS = (
     "footer",
     "figcaption",
 )
-_HTML_DROPPED = ("script", "style", "noscript", "template", "head", "nav", "svg", "iframe")
+_HTML_DROPPED = ("script", "style", "noscript", "template", "head", "title", "nav", "svg", "iframe")
 
 
 class ArticleError(ValueError):
-    """A file or record that cannot be turned into an article; the message names it."""
+    """A file or record that cannot be turned into an article.
+
+    ``name`` says which (a file, or a record within one); ``str()`` gives both.
+    """
+
+    def __init__(self, reason: str, name: str | None = None) -> None:
+        super().__init__(f"{name}: {reason}" if name else reason)
+        self.reason = reason
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -113,9 +121,9 @@ def _normalise_newlines(text: str) -> str:
 def decode_bytes(data: bytes, name: str) -> str:
     """Decode UTF-8 input, rejecting empty, binary and non-UTF-8 data with a clear error."""
     if not data.strip():
-        raise ArticleError(f"{name}: file is empty")
+        raise ArticleError("file is empty", name)
     if b"\x00" in data:
-        raise ArticleError(f"{name}: looks like a binary file, not text")
+        raise ArticleError("looks like a binary file, not text", name)
     try:
         return _normalise_newlines(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
@@ -134,7 +142,7 @@ def parse_plain_text(raw: str, *, source: str | None = None) -> Article:
     lines = _normalise_newlines(raw).split("\n")
     non_empty = [i for i, line in enumerate(lines) if line.strip()]
     if not non_empty:
-        raise ArticleError(f"{source or 'text'}: no text")
+        raise ArticleError("no text", source or "text")
     title = lines[non_empty[0]].strip()
     body_lines = non_empty[1:]
     while body_lines and lines[body_lines[0]].strip() == title:
@@ -148,7 +156,7 @@ def parse_plain_text(raw: str, *, source: str | None = None) -> Article:
         url = match.group(1)
         body_lines = body_lines[:-1]
     if not body_lines:
-        raise ArticleError(f"{source or 'text'}: has a title but no body text")
+        raise ArticleError("has a title but no body text", source or "text")
     body = "\n".join(lines[body_lines[0] : body_lines[-1] + 1])
     return Article.create(title, body, url=url, source=source, dateline=dateline)
 
@@ -174,7 +182,7 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
     lines = (" ".join(line.split()) for line in soup.get_text().split("\n"))
     body = "\n".join(line for line in lines if line)
     if not title:
-        raise ArticleError(f"{source or 'html'}: no <title> or <h1> to use as the title")
+        raise ArticleError("no <title> or <h1> to use as the title", source or "html")
     return Article.create(title, body, url=url, source=source, published=published)
 
 
@@ -190,24 +198,25 @@ def parse_markdown(raw: str, *, source: str | None = None) -> Article:
     return parse_html(f"<title>{_escape(heading.get_text())}</title>{html}", source=source)
 
 
-def parse_record(record: Any, *, where: str) -> Article:
+def parse_record(record: Any, *, where: str, default_source: str | None = None) -> Article:
     """Turn one JSON object (``title``, ``text``; optional ``id``, ``url``, ``published``,
-    ``source``) into an article."""
+    ``source``, which defaults to ``default_source``) into an article."""
     if not isinstance(record, dict):
-        raise ArticleError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise ArticleError(f"expected a JSON object, got {type(record).__name__}", where)
     for key in ("title", "text"):
         if not isinstance(record.get(key), str) or not record[key].strip():
-            raise ArticleError(f"{where}: field {key!r} must be a non-empty string")
+            raise ArticleError(f"field {key!r} must be a non-empty string", where)
     optional: dict[str, str | None] = {}
     for key in ("id", "url", "published", "source"):
         value = record.get(key)
         if value is not None and not isinstance(value, str | int):
-            raise ArticleError(f"{where}: field {key!r} must be a string")
+            raise ArticleError(f"field {key!r} must be a string", where)
         optional[key] = None if value is None else str(value)
+    optional["source"] = optional["source"] or default_source
     try:
         return Article.create(record["title"], record["text"], **optional)
     except ArticleError as error:
-        raise ArticleError(f"{where}: {error}") from None
+        raise ArticleError(error.reason, where) from None
 
 
 def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article | ArticleError]:
@@ -228,7 +237,8 @@ def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article 
         records = [(f"{name} record {n}", item) for n, item in enumerate(items, start=1)]
     for where, record in records:
         try:
-            yield parse_record(_load_json(record, where) if lines else record, where=where)
+            data = _load_json(record, where) if lines else record
+            yield parse_record(data, where=where, default_source=Path(name).name)
         except ArticleError as error:
             yield error
 
@@ -242,20 +252,21 @@ def parse_bytes(data: bytes, name: str) -> tuple[list[Article], list[ArticleErro
     suffix = Path(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         supported = ", ".join(SUPPORTED_SUFFIXES)
-        raise ArticleError(f"{name}: unsupported file type {suffix!r} (supported: {supported})")
+        raise ArticleError(f"unsupported file type {suffix!r} (supported: {supported})", name)
     raw = decode_bytes(data, name)
     source = Path(name).name
-    if suffix == ".txt":
-        return [parse_plain_text(raw, source=source)], []
-    if suffix in (".md", ".markdown"):
-        return [parse_markdown(raw, source=source)], []
-    if suffix in (".html", ".htm"):
-        return [parse_html(raw, source=source)], []
+    single = {".txt": parse_plain_text, ".html": parse_html, ".htm": parse_html}
+    single |= {".md": parse_markdown, ".markdown": parse_markdown}
+    if suffix in single:
+        try:
+            return [single[suffix](raw, source=source)], []
+        except ArticleError as error:
+            raise ArticleError(error.reason, name) from None
     results = list(parse_json_records(raw, name=name, lines=suffix == ".jsonl"))
     articles = [r for r in results if isinstance(r, Article)]
     problems = [r for r in results if isinstance(r, ArticleError)]
     if not results:
-        raise ArticleError(f"{name}: contains no articles")
+        raise ArticleError("contains no articles", name)
     return articles, problems
 
 
@@ -269,14 +280,14 @@ def iter_article_files(paths: Iterable[Path]) -> Iterator[Path]:
         elif path.exists():
             yield path
         else:
-            raise ArticleError(f"{path}: no such file or folder")
+            raise ArticleError("no such file or folder", str(path))
 
 
 def _load_json(raw: str, where: str) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ArticleError(f"{where}: invalid JSON ({error.msg} at line {error.lineno})") from None
+        raise ArticleError(f"invalid JSON ({error.msg} at line {error.lineno})", where) from None
 
 
 def _meta(soup: BeautifulSoup, name: str) -> str | None:

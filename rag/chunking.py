@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import blingfire
+import syntok.segmenter
 
 from rag.articles import Article
 
@@ -45,9 +45,9 @@ class Chunk:
 class SentenceSplitter:
     """Split text into sentences with exact offsets.
 
-    Paragraphs (lines) are never merged; inside each one Bling Fire finds the sentence
-    boundaries. Sentences longer than ``max_chars`` are cut at whitespace so that no
-    unit is too long to embed or to show as an answer.
+    Paragraphs (lines) are never merged; inside each one syntok finds the sentence
+    boundaries (it knows abbreviations such as "Mr." and "U.S."). Sentences longer than
+    ``max_chars`` are cut at whitespace so that no unit is too long to embed or to show.
     """
 
     def __init__(self, max_chars: int = 600) -> None:
@@ -60,9 +60,11 @@ class SentenceSplitter:
             if not paragraph.group().strip():
                 continue
             base = paragraph.start()
-            _, offsets = blingfire.text_to_sentences_and_offsets(paragraph.group())
-            for start, end in offsets:
-                spans.extend(self._limit_length(text, base + start, base + end))
+            for sub_paragraph in syntok.segmenter.analyze(paragraph.group()):
+                for sentence in sub_paragraph:
+                    start = base + sentence[0].offset
+                    end = base + sentence[-1].offset + len(sentence[-1].value)
+                    spans.extend(self._limit_length(text, start, end))
         return spans
 
     def _limit_length(self, text: str, start: int, end: int) -> list[Span]:

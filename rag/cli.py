@@ -20,7 +20,7 @@ app = typer.Typer(
     help="Extractive, cited question answering over news articles.", no_args_is_help=True
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def _open(settings: Settings | None = None) -> Pipeline:
@@ -55,7 +55,7 @@ def ingest(
         f"skipped {len(report.duplicates)} duplicates, rejected {len(report.rejected)}"
     )
     for duplicate in report.duplicates:
-        console.print(
+        errors.print(
             f"  [yellow]duplicate[/yellow] {escape(duplicate.name)}: {escape(duplicate.reason)}"
         )
     for rejection in report.rejected:

@@ -185,15 +185,20 @@ class Pipeline:
         try:
             files = list(iter_article_files(paths))
         except ArticleError as error:
-            report.rejected.append(Rejection(name=str(error).split(":")[0], reason=str(error)))
+            report.rejected.append(_rejection(error, str(paths)))
             return report
         for path in files:
             try:
                 parsed, problems = parse_bytes(path.read_bytes(), str(path))
-            except (ArticleError, OSError) as error:
-                report.rejected.append(Rejection(name=str(path), reason=str(error)))
+            except ArticleError as error:
+                report.rejected.append(_rejection(error, str(path)))
                 continue
-            report.rejected.extend(Rejection(name=str(path), reason=str(p)) for p in problems)
+            except OSError as error:
+                report.rejected.append(
+                    Rejection(name=str(path), reason=error.strerror or str(error))
+                )
+                continue
+            report.rejected.extend(_rejection(problem, str(path)) for problem in problems)
             articles.extend((str(path), article) for article in parsed)
         return self.add(articles, on_progress, report)
 
@@ -291,6 +296,10 @@ class _ArticleCache:
             assert found is not None, f"chunk refers to missing article {article_id}"
             self._cache[article_id] = found
         return self._cache[article_id]
+
+
+def _rejection(error: ArticleError, fallback_name: str) -> Rejection:
+    return Rejection(name=error.name or fallback_name, reason=error.reason)
 
 
 def _summary(article: Article, chunks: int) -> ArticleSummary:

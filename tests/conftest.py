@@ -1,0 +1,37 @@
+"""Shared fixtures: one real embedding model and one pipeline over the sample articles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.embedding import Embedder
+from rag.pipeline import Pipeline
+from rag.settings import PROJECT_ROOT, Settings
+
+SAMPLE_ARTICLES = PROJECT_ROOT / "data" / "articles"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2, loaded once for the whole session (offline)."""
+    settings = Settings()
+    model = Embedder(settings.model_name, settings.model_path, threads=settings.torch_threads)
+    model.warm_up()
+    return model
+
+
+@pytest.fixture(scope="session")
+def sample_pipeline(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """A read-only pipeline over the three sample articles (do not write to it)."""
+    index_dir = tmp_path_factory.mktemp("sample-index")
+    return Pipeline.open(Settings(index_dir=index_dir), embedder)
+
+
+@pytest.fixture
+def empty_pipeline(embedder: Embedder, tmp_path: Path) -> Pipeline:
+    """A pipeline over a new, empty index directory, for tests that write."""
+    return Pipeline.open(
+        Settings(index_dir=tmp_path / "index", seed_sample_articles=False), embedder
+    )

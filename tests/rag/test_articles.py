@@ -1,0 +1,161 @@
+"""Parsing article files of every supported format, including the sample files' quirks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rag.articles import Article, ArticleError, iter_article_files, parse_bytes
+from rag.settings import PROJECT_ROOT
+
+SAMPLES = PROJECT_ROOT / "data" / "articles"
+
+
+def parse_one(data: str | bytes, name: str) -> Article:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    articles, problems = parse_bytes(raw, name)
+    assert problems == []
+    assert len(articles) == 1
+    return articles[0]
+
+
+def test_wire_report_drops_repeated_title_and_dateline_and_keeps_nbsp() -> None:
+    path = SAMPLES / "zelensky-seeks-eu-nato-backing.txt"
+    article = parse_one(path.read_bytes(), path.name)
+    assert article.title == "Zelensky seeks EU, NATO backing for 'victory plan'"
+    assert article.dateline == "BRUSSELS"
+    assert article.text.startswith("President Volodymyr Zelensky told allies Thursday")
+    assert "Zelensky seeks EU, NATO backing" not in article.text
+    assert "Mark\u00a0Rutte" in article.text  # non-breaking space kept as written
+    assert article.url is None
+    assert article.source == path.name
+
+
+def test_opinion_piece_trailing_url_is_metadata() -> None:
+    path = SAMPLES / "victory-plan-game-is-up.txt"
+    article = parse_one(path.read_bytes(), path.name)
+    assert (
+        article.title
+        == "Zelensky\u2019s \u2018Victory plan\u2019: The Ukrainian leader knows the game is up"
+    )
+    assert (
+        article.url
+        == "https://www.rt.com/russia/606270-zelensky-proposes-nato-enter-conflict-russia/"
+    )
+    assert "rt.com" not in article.text
+    assert article.text.startswith("The plan espoused by the head of the Kiev regime")
+    assert article.text.endswith("where such strikes are allowed.")
+    assert article.dateline is None
+
+
+def test_reuters_report_keeps_curly_quotes_and_paragraphs() -> None:
+    path = SAMPLES / "zelenskyy-outlines-victory-plan.txt"
+    article = parse_one(path.read_bytes(), path.name)
+    assert article.title.startswith("Zelenskyy outlines \u201cvictory plan\u201d")
+    assert "three billion euros in aid this year" in article.text
+    assert "\n\n" in article.text  # paragraph breaks are kept
+    assert article.text == article.text.strip()
+
+
+def test_ids_are_stable_and_content_based() -> None:
+    path = SAMPLES / "zelenskyy-outlines-victory-plan.txt"
+    first = parse_one(path.read_bytes(), "a.txt")
+    second = parse_one(path.read_bytes().replace(b"\n", b"\r\n"), "b.txt")
+    assert first.id == second.id
+    assert first.content_hash == second.content_hash
+    other = parse_one("Title\n\nAnother body.", "c.txt")
+    assert other.id != first.id
+
+
+def test_markdown_heading_is_title_and_markup_is_removed() -> None:
+    article = parse_one(
+        "# Summit ends\n\nLeaders **agreed** on a [plan](http://x).\n\n"
+        "- first point\n- second point\n",
+        "note.md",
+    )
+    assert article.title == "Summit ends"
+    assert article.text == "Leaders agreed on a plan.\nfirst point\nsecond point"
+
+
+def test_html_uses_real_parser_and_drops_scripts() -> None:
+    html = """<html><head><title>Talks in Rome</title>
+    <link rel="canonical" href="https://example.org/rome">
+    <meta property="article:published_time" content="2024-10-10">
+    <style>p { color: red }</style></head>
+    <body><h1>Talks in Rome</h1><script>alert("x")</script>
+    <p>Meloni met <b>Zelenskyy</b> on Thursday.</p>
+    <p>Italy &amp; Ukraine talked.</p></body></html>"""
+    article = parse_one(html, "rome.html")
+    assert article.title == "Talks in Rome"
+    assert article.url == "https://example.org/rome"
+    assert article.published == "2024-10-10"
+    assert article.text == "Meloni met Zelenskyy on Thursday.\nItaly & Ukraine talked."
+
+
+def test_json_list_and_jsonl_with_a_bad_record() -> None:
+    records = [
+        {"title": "One", "text": "First body.", "url": "https://a", "published": "2024-10-01"},
+        {"title": "Two", "text": "Second body.", "source": "AFP", "id": "two"},
+    ]
+    articles, problems = parse_bytes(json.dumps(records).encode(), "batch.json")
+    assert [a.title for a in articles] == ["One", "Two"]
+    assert articles[1].id == "two" and articles[1].source == "AFP"
+    assert articles[0].published == "2024-10-01" and articles[0].source == "batch.json"
+
+    jsonl = '{"title": "A", "text": "Alpha."}\n\n{"title": "B"}\nnot json\n'
+    articles, problems = parse_bytes(jsonl.encode(), "feed.jsonl")
+    assert [a.title for a in articles] == ["A"]
+    assert len(problems) == 2
+    assert "feed.jsonl line 3" in str(problems[0]) and "'text'" in str(problems[0])
+    assert "feed.jsonl line 4: invalid JSON" in str(problems[1])
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"", "empty.txt", "empty.txt: file is empty"),
+        (b"  \n\n ", "blank.txt", "blank.txt: file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "image.txt", "binary"),
+        ("Titre\n\ncaf\u00e9".encode("latin-1"), "latin.txt", "not valid UTF-8"),
+        (b"Only a title\n", "short.txt", "no body text"),
+        (b"whatever", "doc.pdf", "unsupported file type '.pdf'"),
+        (b"{", "bad.json", "bad.json: invalid JSON"),
+        (
+            b'{"title": "x", "text": "y", "id": "../../etc/passwd"}',
+            "evil.json",
+            "invalid article id",
+        ),
+    ],
+)
+def test_bad_files_are_rejected_with_the_file_named(data: bytes, name: str, message: str) -> None:
+    with pytest.raises(ArticleError) as raised:
+        _, problems = parse_bytes(data, name)
+        if problems:
+            raise problems[0]
+    assert message in str(raised.value)
+    assert name in str(raised.value)
+
+
+def test_folder_expansion_finds_supported_files(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("A\n\nbody")
+    (tmp_path / "sub" / "b.jsonl").write_text("{}")
+    (tmp_path / "skip.pdf").write_text("x")
+    assert [p.name for p in iter_article_files([tmp_path])] == ["a.txt", "b.jsonl"]
+    with pytest.raises(ArticleError, match="no such file"):
+        list(iter_article_files([tmp_path / "missing"]))
+
+
+@given(st.text(min_size=1).filter(lambda s: s.strip()), st.text())
+def test_any_text_parses_or_fails_cleanly(title: str, body: str) -> None:
+    raw = f"{title}\n\n{body}"
+    try:
+        article = parse_one(raw, "fuzz.txt")
+    except ArticleError:
+        return
+    assert article.title and article.text
+    assert article.text in raw.replace("\r\n", "\n").replace("\r", "\n")

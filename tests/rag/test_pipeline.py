@@ -1,0 +1,169 @@
+"""The whole pipeline on the real model and the real sample articles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.articles import Article
+from rag.embedding import Embedder
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from rag.types import AskResult
+
+REUTERS = "zelenskyy-outlines-victory-plan.txt"
+AFP = "zelensky-seeks-eu-nato-backing.txt"
+RT = "victory-plan-game-is-up.txt"
+
+ANSWERABLE = [
+    ("What aid did Macron commit?", "three billion euros", REUTERS),
+    ("Who is the British Prime Minister Zelenskyy met in London?", "Keir Starmer", REUTERS),
+    ("How many Ukrainian soldiers is France training?", "3 000 Ukrainian soldiers", REUTERS),
+    ("What fighter jets will France send to Ukraine?", "Mirage fighter jets", REUTERS),
+    ("When is the next peace summit?", "November", REUTERS),
+    ("How many soldiers is North Korea training?", "10,000 soldiers", AFP),
+    ("How much did the EU agree to lend Ukraine?", "35 billion euros", AFP),
+    ("What did Orban call Zelensky's roadmap?", "beyond terrifying", AFP),
+    ("What did NATO pledge to provide Kyiv in military support in 2024?", "40 billion euros", AFP),
+    ("What missiles were intercepted at the Crimean Bridge?", "ATACMS", RT),
+    ("How long did Zelensky give Western powers to endorse his plan?", "within three months", RT),
+    ("Why did Russia launch its military offensive in February 2022?", "Moscow feared", RT),
+]
+OFF_TOPIC = [
+    "What is the capital of Australia?",
+    "How do I bake sourdough bread?",
+    "Who won the 2018 football World Cup?",
+    "What is the boiling point of water at sea level?",
+]
+
+
+def assert_cited_verbatim(pipeline: Pipeline, result: AskResult) -> None:
+    """Every answer and passage reproduces its text from the stored article."""
+    for answer in result.answers:
+        article = pipeline.article(answer.article_id)
+        assert article is not None
+        assert article.text[answer.start : answer.end] == answer.text
+        passage = next(p for p in result.passages if p.passage_id == answer.passage_id)
+        assert passage.start <= answer.start and answer.end <= passage.end
+    for passage in result.passages:
+        article = pipeline.article(passage.article_id)
+        assert article is not None
+        assert article.text[passage.start : passage.end] == passage.text
+
+
+def test_macron_answer_is_verbatim_and_cited(sample_pipeline: Pipeline) -> None:
+    result = sample_pipeline.ask("What aid did Macron commit?")
+    best = result.answers[0]
+    assert "three billion euros" in best.text
+    assert best.title.startswith("Zelenskyy outlines")
+    assert 0.0 <= best.score <= 1.0
+    article = sample_pipeline.article(best.article_id)
+    assert article is not None and article.source == REUTERS
+    assert article.text[best.start : best.end] == best.text
+    assert_cited_verbatim(sample_pipeline, result)
+
+
+@pytest.mark.parametrize(("question", "expected", "source"), ANSWERABLE)
+def test_questions_over_all_three_articles(
+    sample_pipeline: Pipeline, question: str, expected: str, source: str
+) -> None:
+    result = sample_pipeline.ask(question)
+    assert result.answers, f"abstained on {question!r}"
+    best = result.answers[0]
+    assert expected in best.text
+    article = sample_pipeline.article(best.article_id)
+    assert article is not None and article.source == source
+    assert_cited_verbatim(sample_pipeline, result)
+    scores = [a.score for a in result.answers]
+    assert scores == sorted(scores, reverse=True)
+    assert len({(a.article_id, a.start) for a in result.answers}) == len(result.answers)
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+def test_off_topic_questions_abstain_but_list_passages(
+    sample_pipeline: Pipeline, question: str
+) -> None:
+    result = sample_pipeline.ask(question, top_k=3)
+    assert result.answers == []
+    assert 1 <= len(result.passages) <= 3
+    assert_cited_verbatim(sample_pipeline, result)
+
+
+def test_reingest_skips_duplicates(empty_pipeline: Pipeline, tmp_path: Path) -> None:
+    samples = Settings().sample_articles_dir
+    first = empty_pipeline.ingest([samples])
+    assert len(first.added) == 3 and first.chunks_added > 3
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes((samples / AFP).read_bytes().replace(b"\n", b"\r\n"))
+    again = empty_pipeline.ingest([samples, copy])
+    assert again.added == []
+    assert len(again.duplicates) == 4
+    assert empty_pipeline.stats()["articles"] == 3
+
+
+def test_ingest_reports_bad_files_and_keeps_good_ones(
+    empty_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    (tmp_path / "good.json").write_text(json.dumps({"title": "Budget", "text": "Spending rose."}))
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "latin.txt").write_bytes("Titre\n\ncaf\u00e9".encode("latin-1"))
+    report = empty_pipeline.ingest([tmp_path])
+    assert [a.title for a in report.added] == ["Budget"]
+    assert sorted(Path(r.name).name for r in report.rejected) == ["empty.txt", "latin.txt"]
+    assert empty_pipeline.stats()["articles"] == 1
+
+
+def test_delete_removes_article_everywhere(empty_pipeline: Pipeline) -> None:
+    empty_pipeline.ingest([Settings().sample_articles_dir])
+    macron = empty_pipeline.ask("What aid did Macron commit?").answers[0]
+    assert empty_pipeline.delete(macron.article_id)
+    assert not empty_pipeline.delete(macron.article_id)
+    assert empty_pipeline.article(macron.article_id) is None
+    snapshot = empty_pipeline.refresh()
+    assert snapshot is not None and snapshot.check() == []
+    result = empty_pipeline.ask("What aid did Macron commit?")
+    assert all(p.article_id != macron.article_id for p in result.passages)
+    assert all("three billion euros" not in a.text for a in result.answers)
+    assert empty_pipeline.stats()["articles"] == 2
+
+
+def test_saved_index_reloads_with_same_answers(
+    sample_pipeline: Pipeline, embedder: Embedder
+) -> None:
+    reloaded = Pipeline.open(sample_pipeline.settings, embedder)
+    for question, _, _ in ANSWERABLE[:4]:
+        before = sample_pipeline.ask(question)
+        after = reloaded.ask(question)
+        assert after.answers == before.answers
+        assert after.passages == before.passages
+
+
+def test_new_article_is_answerable_and_id_conflicts_are_rejected(empty_pipeline: Pipeline) -> None:
+    article = Article.create(
+        "Harbour reopens",
+        "The harbour of Odesa reopened on Monday. Grain ships left for Istanbul.",
+        id="odesa-1",
+    )
+    report = empty_pipeline.add([("api", article)])
+    assert [a.id for a in report.added] == ["odesa-1"]
+    result = empty_pipeline.ask("When did the harbour of Odesa reopen?")
+    assert result.answers[0].text == "The harbour of Odesa reopened on Monday."
+    clash = Article.create("Other", "Different text entirely.", id="odesa-1")
+    report = empty_pipeline.add([("api", clash)])
+    assert report.added == [] and "already used" in report.rejected[0].reason
+
+
+def test_empty_index_answers_nothing_without_crashing(empty_pipeline: Pipeline) -> None:
+    result = empty_pipeline.ask("What aid did Macron commit?")
+    assert result.answers == [] and result.passages == []
+    assert empty_pipeline.articles() == []
+
+
+def test_model_mismatch_is_a_clear_error(sample_pipeline: Pipeline, embedder: Embedder) -> None:
+    from index.store import IndexStoreError
+
+    other = sample_pipeline.settings.model_copy(update={"model_name": "some/other-model"})
+    with pytest.raises(IndexStoreError, match="built with model"):
+        Pipeline.open(other, embedder)
