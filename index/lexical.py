@@ -67,9 +67,17 @@ class LexicalIndex:
 
     @staticmethod
     def load(directory: Path) -> LexicalIndex:
-        """Read an index written by :meth:`save` (arrays memory-mapped)."""
-        rowids = np.load(directory / "rowids.npy")
+        """Read an index written by :meth:`save` (arrays memory-mapped); a damaged file
+        raises ``ValueError`` naming it."""
+        rowids_path = directory / "rowids.npy"
+        try:
+            rowids = np.load(rowids_path)
+        except Exception as error:
+            raise ValueError(f"{rowids_path}: {error}") from None
         if len(rowids) == 0:
             return LexicalIndex(None, rowids)
-        retriever = bm25s.BM25.load(str(directory), mmap=True)
+        try:
+            retriever = bm25s.BM25.load(str(directory), mmap=True)
+        except Exception as error:
+            raise ValueError(f"BM25 files in {directory}: {error}") from None
         return LexicalIndex(retriever, rowids)

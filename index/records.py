@@ -130,6 +130,11 @@ class RecordStore:
         return rowids
 
     # -- reads ------------------------------------------------------------------
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own consistency check of the file (empty when sound)."""
+        rows = [row[0] for row in self.connection.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else [f"{self.path}: {row}" for row in rows]
+
     def count_articles(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
 

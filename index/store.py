@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -69,7 +70,7 @@ class Snapshot:
 
     def check(self) -> list[str]:
         """Consistency problems between the parts of this version (empty when sound)."""
-        problems = []
+        problems = self.records.integrity_problems()
         chunks = self.records.count_chunks()
         if self.vectors.size != chunks:
             problems.append(f"FAISS holds {self.vectors.size} vectors for {chunks} chunks")
@@ -105,17 +106,25 @@ class IndexStore:
 
     def load(self) -> Snapshot | None:
         """Load the current version; ``None`` when the directory holds no index yet."""
-        version = self.current_version()
-        if version is None:
-            return None
-        return self._load_version(self.directory / version)
+        while True:
+            version = self.current_version()
+            if version is None:
+                return None
+            try:
+                return self._load_version(self.directory / version)
+            except IndexStoreError:
+                if self.current_version() == version:
+                    raise
+                # a writer published (and pruned) versions meanwhile: load the new one
 
     def _load_version(self, path: Path) -> Snapshot:
         manifest_path = path / "manifest.json"
         try:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as error:
-            raise IndexStoreError(f"cannot read index manifest {manifest_path}: {error}") from None
+            raise IndexStoreError(
+                f"cannot read index manifest {manifest_path}: {error}; run `rag rebuild`"
+            ) from None
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexStoreError(
                 f"{manifest_path}: index format {manifest.get('format_version')} is not "
@@ -140,23 +149,50 @@ class IndexStore:
         ):
             target = path / file
             if not target.exists():
-                raise IndexStoreError(f"index file missing: {target}")
+                raise IndexStoreError(f"index file missing: {target}; run `rag rebuild`")
             try:
                 parts[name] = loader(target)
             except Exception as error:  # damaged files raise many kinds of errors
-                raise IndexStoreError(f"cannot read index file {target}: {error}") from None
+                raise IndexStoreError(
+                    f"cannot read index file {target}: {error}; run `rag rebuild`"
+                ) from None
         return Snapshot(path=path, manifest=manifest, **parts)
 
     @contextmanager
-    def writing(self) -> Iterator[Snapshot | None]:
-        """Hold the write lock (threads and processes) and yield the newest version."""
+    def locked(self) -> Iterator[None]:
+        """Hold the write lock, against other threads and other processes."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._write_lock, open(self.directory / ".lock", "w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
-                yield self.load()
+                yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    @contextmanager
+    def writing(self) -> Iterator[Snapshot | None]:
+        """Hold the write lock and yield the newest version to build on."""
+        with self.locked():
+            yield self.load()
+
+    def stored_articles(self) -> list[Article]:
+        """Every article of the newest version whose records are readable.
+
+        Used to rebuild an index whose vectors, BM25 files or manifest are damaged;
+        older versions are tried when the newest records file is damaged too.
+        """
+        versions = sorted(self.directory.glob("v[0-9]*"), reverse=True)
+        for version in versions:
+            try:
+                records = RecordStore(version / "records.sqlite", read_only=True)
+                if records.integrity_problems():
+                    continue
+                articles = [article for article, _ in records.articles()]
+            except sqlite3.DatabaseError:
+                continue
+            records.close()
+            return articles
+        raise IndexStoreError(f"no readable article records in any version under {self.directory}")
 
     def commit(
         self,
@@ -189,7 +225,7 @@ class IndexStore:
             records.commit()
             stored = list(records.all_chunks())
             lexical = LexicalIndex.build([c.rowid for c in stored], [c.chunk.text for c in stored])
-            generation = (base.manifest["generation"] + 1) if base else 1
+            generation = self._next_generation()
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "generation": generation,
@@ -207,8 +243,6 @@ class IndexStore:
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
             _fsync_tree(staging)
             final = self.directory / f"v{generation:06d}"
-            if final.exists():
-                shutil.rmtree(final)
             os.rename(staging, final)
             self._point_current_to(final.name)
         except BaseException:
@@ -216,6 +250,10 @@ class IndexStore:
             raise
         self._prune_old_versions()
         return self._load_version(final)
+
+    def _next_generation(self) -> int:
+        numbers = [int(p.name[1:]) for p in self.directory.glob("v[0-9]*") if p.name[1:].isdigit()]
+        return max(numbers, default=0) + 1
 
     def _point_current_to(self, name: str) -> None:
         link = self.directory / f".current-{uuid.uuid4().hex}"

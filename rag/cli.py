@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +14,36 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from index.store import IndexStoreError
-from rag.pipeline import Pipeline
+from rag.pipeline import Pipeline, ProgressCallback
 from rag.settings import Settings
+from rag.types import IngestReport
 
 app = typer.Typer(
     help="Extractive, cited question answering over news articles.", no_args_is_help=True
 )
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+
+
+def _with_progress(work: Callable[[ProgressCallback], IngestReport]) -> IngestReport:
+    """Run an ingest-like job under a progress bar; disk errors end it with a message."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+    ) as progress:
+        task = progress.add_task("embedding chunks", total=None)
+        try:
+            return work(lambda done, total: progress.update(task, completed=done, total=total))
+        except OSError as error:
+            progress.stop()
+            errors.print(
+                f"[red]error:[/red] could not write the index: {escape(str(error))}; "
+                "the previous version is intact"
+            )
+            raise typer.Exit(1) from None
 
 
 def _open(settings: Settings | None = None) -> Pipeline:
@@ -37,19 +60,7 @@ def ingest(
 ) -> None:
     """Add articles (.txt .md .html .json .jsonl, or folders of them) to the index."""
     pipeline = _open(Settings(seed_sample_articles=False))
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-    ) as progress:
-        task = progress.add_task("embedding chunks", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        report = pipeline.ingest(paths, on_progress)
+    report = _with_progress(lambda on_progress: pipeline.ingest(paths, on_progress))
     console.print(
         f"added {len(report.added)} articles ({report.chunks_added} chunks), "
         f"skipped {len(report.duplicates)} duplicates, rejected {len(report.rejected)}"
@@ -131,12 +142,47 @@ def delete(article_id: Annotated[str, typer.Argument(help="Id of the article to 
 
 
 @app.command()
+def rebuild() -> None:
+    """Re-create a damaged index from its stored article records (re-embeds everything)."""
+    settings = Settings(seed_sample_articles=False)
+    try:
+        pipeline = Pipeline(settings)
+        report = _with_progress(pipeline.rebuild)
+    except IndexStoreError as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"rebuilt {settings.index_dir}: {len(report.added)} articles, {report.chunks_added} chunks"
+    )
+
+
+@app.command()
+def check() -> None:
+    """Verify that the index's parts agree (vectors, BM25, records, manifest)."""
+    snapshot = _open(Settings(seed_sample_articles=False)).refresh()
+    if snapshot is None:
+        console.print("no index yet")
+        return
+    problems = snapshot.check()
+    for problem in problems:
+        errors.print(f"[red]problem:[/red] {escape(problem)}")
+    if problems:
+        errors.print("run `rag rebuild` to re-create the index from its article records")
+        raise typer.Exit(1)
+    manifest = snapshot.manifest
+    console.print(
+        f"ok: {snapshot.version}, {manifest['articles']} articles, {manifest['chunks']} chunks"
+    )
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Run the HTTP service and web form (indexes the sample articles if there is no index)."""
     import uvicorn
+
     from api.app import create_app
 
     settings = Settings()

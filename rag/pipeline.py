@@ -29,8 +29,6 @@ from rag.types import (
 ProgressCallback = Callable[[int, int], None]
 """Called as ``(chunks_embedded_so_far, chunks_total)`` while ingesting."""
 
-COMMIT_EVERY_ARTICLES = 500
-
 
 class Pipeline:
     """Ingest articles and answer questions over them.
@@ -189,17 +187,22 @@ class Pipeline:
             return report
         for path in files:
             try:
-                parsed, problems = parse_bytes(path.read_bytes(), str(path))
-            except ArticleError as error:
-                report.rejected.append(_rejection(error, str(path)))
-                continue
+                data = path.read_bytes()
             except OSError as error:
                 report.rejected.append(
                     Rejection(name=str(path), reason=error.strerror or str(error))
                 )
                 continue
-            report.rejected.extend(_rejection(problem, str(path)) for problem in problems)
-            articles.extend((str(path), article) for article in parsed)
+            articles.extend(_parse_file(str(path), data, report))
+        return self.add(articles, on_progress, report)
+
+    def add_files(
+        self, files: Iterable[tuple[str, bytes]], on_progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        """Parse file contents given as ``(file name, bytes)`` (uploads) and add their
+        articles; bad files and records are reported, not fatal."""
+        report = IngestReport()
+        articles = [pair for name, data in files for pair in _parse_file(name, data, report)]
         return self.add(articles, on_progress, report)
 
     def add(
@@ -213,30 +216,53 @@ class Pipeline:
         report = report or IngestReport()
         with self.store.writing() as base:
             fresh = self._new_articles(base, list(articles), report)
-            prepared = [(article, self.chunker.chunk(article)) for article in fresh]
-            total = sum(len(chunks) for _, chunks in prepared)
-            done = 0
-
-            def advance(n: int) -> None:
-                nonlocal done
-                done += n
-                if on_progress is not None:
-                    on_progress(done, total)
-
-            for start in range(0, len(prepared), COMMIT_EVERY_ARTICLES):
-                batch = prepared[start : start + COMMIT_EVERY_ARTICLES]
-                texts = [c.text for _, chunks in batch for c in chunks]
-                vectors = self.embedder.embed(texts, advance)
-                items, offset = [], 0
-                for article, chunks in batch:
-                    items.append(
-                        NewArticle(article, chunks, vectors[offset : offset + len(chunks)])
-                    )
-                    offset += len(chunks)
-                    report.added.append(_summary(article, len(chunks)))
-                base = self.store.commit(base, add=items, settings_record=self._settings_record())
-            self._snapshot = base
+            self._snapshot = self._embed_and_commit(base, fresh, on_progress, report)
         return report
+
+    def rebuild(self, on_progress: ProgressCallback | None = None) -> IngestReport:
+        """Re-create the whole index from the stored article records, re-embedding them.
+
+        Restores a working index when vector, BM25 or manifest files are missing or
+        damaged; the damaged version is left in place until pruned.
+        """
+        report = IngestReport()
+        with self.store.locked():
+            articles = self.store.stored_articles()
+            snapshot = self._embed_and_commit(None, articles, on_progress, report)
+            if snapshot is None:  # no articles: an empty, sound index
+                snapshot = self.store.commit(None, settings_record=self._settings_record())
+            self._snapshot = snapshot
+        return report
+
+    def _embed_and_commit(
+        self,
+        base: Snapshot | None,
+        articles: Sequence[Article],
+        on_progress: ProgressCallback | None,
+        report: IngestReport,
+    ) -> Snapshot | None:
+        """Chunk, embed and commit articles in batches; returns the last version written."""
+        prepared = [(article, self.chunker.chunk(article)) for article in articles]
+        total = sum(len(chunks) for _, chunks in prepared)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress is not None:
+                on_progress(done, total)
+
+        every = self.settings.ingest_commit_every
+        for start in range(0, len(prepared), every):
+            batch = prepared[start : start + every]
+            vectors = self.embedder.embed([c.text for _, chunks in batch for c in chunks], advance)
+            items, offset = [], 0
+            for article, chunks in batch:
+                items.append(NewArticle(article, chunks, vectors[offset : offset + len(chunks)]))
+                offset += len(chunks)
+                report.added.append(_summary(article, len(chunks)))
+            base = self.store.commit(base, add=items, settings_record=self._settings_record())
+        return base
 
     def delete(self, article_id: str) -> bool:
         """Remove an article from every part of the index; ``False`` if it was not there."""
@@ -296,6 +322,17 @@ class _ArticleCache:
             assert found is not None, f"chunk refers to missing article {article_id}"
             self._cache[article_id] = found
         return self._cache[article_id]
+
+
+def _parse_file(name: str, data: bytes, report: IngestReport) -> list[tuple[str, Article]]:
+    """The ``(name, article)`` pairs in one file; its problems go to ``report.rejected``."""
+    try:
+        parsed, problems = parse_bytes(data, name)
+    except ArticleError as error:
+        report.rejected.append(_rejection(error, name))
+        return []
+    report.rejected.extend(_rejection(problem, name) for problem in problems)
+    return [(name, article) for article in parsed]
 
 
 def _rejection(error: ArticleError, fallback_name: str) -> Rejection:

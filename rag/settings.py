@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(default=200, ge=16, le=256)
     chunk_overlap_sentences: int = Field(default=1, ge=0)
     max_sentence_chars: int = Field(default=600, ge=80)
+    ingest_commit_every: int = Field(
+        default=500,
+        ge=1,
+        description="Articles per committed batch: an interrupted ingest "
+        "keeps every batch committed before it stopped.",
+    )
 
     retrieval_mode: RetrievalMode = "hybrid"
     fusion: FusionMethod = "weighted"
