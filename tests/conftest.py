@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,11 @@ def empty_pipeline(embedder: Embedder, tmp_path: Path) -> Pipeline:
     return Pipeline.open(
         Settings(index_dir=tmp_path / "index", seed_sample_articles=False), embedder
     )
+
+
+@pytest.fixture
+def writable_pipeline(sample_pipeline: Pipeline, embedder: Embedder, tmp_path: Path) -> Pipeline:
+    """A pipeline over a private copy of the sample index, for tests that write."""
+    index_dir = tmp_path / "sample-copy"
+    shutil.copytree(sample_pipeline.settings.index_dir, index_dir, symlinks=True)
+    return Pipeline.open(Settings(index_dir=index_dir), embedder)

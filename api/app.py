@@ -1,0 +1,128 @@
+"""The FastAPI application: the endpoints, the web form, error handling and startup."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.routes import router
+from index.store import IndexStoreError
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+logger = logging.getLogger(__name__)
+
+_PAGE_HEADERS = {
+    # Defence in depth: the page's own script builds article text as text nodes.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
+    """Build the service. Without ``pipeline`` the index is loaded at startup (and built
+    from the sample articles when there is none)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.pipeline is None:
+            app.state.pipeline = await run_in_threadpool(Pipeline.open, settings)
+        yield
+
+    app = FastAPI(
+        title="News QA",
+        summary="Extractive, cited answers to questions about indexed news articles.",
+        version="0.1.0",
+        lifespan=lifespan,
+        exception_handlers={
+            RequestValidationError: _invalid_request,
+            IndexStoreError: _index_unavailable,
+            Exception: _internal_error,
+        },
+    )
+    app.state.settings = settings
+    app.state.pipeline = pipeline
+    app.include_router(router)
+    app.add_api_route("/", _page, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    return app
+
+
+class BodyLimit:
+    """Answer 413 to a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = (
+            f"the request body is over the limit of {max_bytes:,} bytes (RAG_MAX_UPLOAD_BYTES)"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self.message)  # answered by the exception handlers
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _page() -> FileResponse:
+    """The web form."""
+    return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    detail = "; ".join(_describe(problem) for problem in error.errors())
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _describe(problem: Mapping[str, Any]) -> str:
+    """One validation problem as a sentence: ``top_k: Input should be …``."""
+    if problem["type"] == "json_invalid":
+        return f"malformed JSON: {problem['ctx']['error']} at character {problem['loc'][-1]}"
+    where = ".".join(str(part) for part in problem["loc"][1:]) or "request body"
+    return f"{where}: {problem['msg']}"
+
+
+async def _index_unavailable(request: Request, error: IndexStoreError) -> JSONResponse:
+    logger.error("index unavailable: %s", error)
+    return JSONResponse(
+        {"detail": "the index cannot be read right now; see the service log"}, status_code=503
+    )
+
+
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    # The server logs the traceback; the client learns nothing about the internals.
+    return JSONResponse(
+        {"detail": "internal error: the request failed; see the service log"}, status_code=500
+    )

@@ -1,0 +1,102 @@
+"""Request and response models of the HTTP API (the results reuse :mod:`rag.types`)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from index.records import ArticleFilter
+from rag.types import ArticleSummary
+
+TopK = Annotated[int, Field(ge=1, le=50, description="How many passages to retrieve (1-50).")]
+
+
+class AskFilters(BaseModel):
+    """Optional restrictions on which articles may answer."""
+
+    source: str | None = Field(default=None, description="Only articles from this source.")
+    published_after: date | None = Field(
+        default=None, description="Only articles published on or after this date."
+    )
+    published_before: date | None = Field(
+        default=None, description="Only articles published on or before this date."
+    )
+    article_ids: list[str] | None = Field(
+        default=None, min_length=1, max_length=1000, description="Only these articles."
+    )
+
+    def to_filter(self) -> ArticleFilter:
+        return ArticleFilter(
+            source=self.source,
+            published_after=_iso(self.published_after),
+            published_before=_iso(self.published_before),
+            article_ids=tuple(self.article_ids) if self.article_ids is not None else None,
+        )
+
+
+class AskRequest(AskFilters):
+    """The body of ``POST /ask``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"question": "What aid did Macron commit?", "top_k": 5}]},
+    )
+
+    question: str = Field(description="The question, in plain words.")
+    top_k: TopK = Field(default=5, strict=True)
+
+
+class AskQuery(AskFilters):
+    """The query string of ``GET /ask``."""
+
+    q: str = Field(description="The question, in plain words.")
+    top_k: TopK = 5
+
+
+class IndexStats(BaseModel):
+    """Counts and provenance of the current index."""
+
+    model_name: str
+    articles: int
+    chunks: int
+    format_version: int | None
+    generation: int
+
+
+class Health(IndexStats):
+    """The answer of ``GET /health``."""
+
+    status: Literal["ok"] = "ok"
+    writable: bool = Field(description="Whether writes are enabled (RAG_API_KEY is set).")
+
+
+class ArticlePage(BaseModel):
+    """One page of the indexed articles, in the order they were added."""
+
+    total: int
+    offset: int
+    limit: int
+    articles: list[ArticleSummary]
+
+
+class ArticleIn(BaseModel):
+    """One article sent as JSON to ``POST /articles`` (a list of them is accepted too)."""
+
+    title: str
+    text: str
+    id: str | None = Field(default=None, description="Default: a hash of title and text.")
+    url: str | None = None
+    source: str | None = None
+    published: str | None = Field(default=None, description="ISO date, e.g. 2024-10-10.")
+
+
+class ErrorMessage(BaseModel):
+    """Every error response: a sentence saying what was wrong."""
+
+    detail: str
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()

@@ -1,0 +1,260 @@
+"""The HTTP endpoints: thin functions that check their input and call the pipeline."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+from starlette.datastructures import UploadFile
+
+from api.models import (
+    ArticleIn,
+    ArticlePage,
+    AskFilters,
+    AskQuery,
+    AskRequest,
+    ErrorMessage,
+    Health,
+    IndexStats,
+)
+from rag.articles import Article, ArticleError, parse_record
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from rag.types import ArticleDetail, AskResult, IngestReport, Rejection
+
+router = APIRouter()
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Must equal RAG_API_KEY; needed for writes."
+)
+_INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ErrorMessage}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorMessage}}
+_WRITE: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "Missing or wrong X-API-Key"},
+    403: {"model": ErrorMessage, "description": "Writes are disabled (no RAG_API_KEY)"},
+}
+_ADD_ARTICLES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        ArticleIn.model_json_schema(),
+                        {"type": "array", "items": ArticleIn.model_json_schema()},
+                    ]
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Article files: .txt .md .html .json .jsonl",
+                        }
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def get_pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def require_api_key(
+    settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
+) -> None:
+    """Let a write through only with the configured key (compared in constant time)."""
+    expected = _configured_key(settings)
+    if not expected:
+        raise HTTPException(
+            403,
+            "this service is read-only: start it with RAG_API_KEY set to enable writes, "
+            "then send that key in the X-API-Key header",
+        )
+    if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+        raise HTTPException(
+            401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "X-API-Key"}
+        )
+
+
+@router.post("/ask", responses=_INVALID, tags=["questions"])
+def ask(body: AskRequest, pipeline: PipelineDep, settings: SettingsDep) -> AskResult:
+    """Answer a question with verbatim, cited sentences; ``answers: []`` means no answer
+    in the indexed articles (the closest passages are still listed)."""
+    return _ask(pipeline, settings, body.question, body.top_k, body)
+
+
+@router.get("/ask", responses=_INVALID, tags=["questions"])
+def ask_get(
+    query: Annotated[AskQuery, Query()], pipeline: PipelineDep, settings: SettingsDep
+) -> AskResult:
+    """The same as ``POST /ask``, for links and curl: ``/ask?q=…&top_k=…``."""
+    return _ask(pipeline, settings, query.q, query.top_k, query)
+
+
+@router.get("/articles", responses=_INVALID, tags=["articles"])
+def list_articles(
+    pipeline: PipelineDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ArticlePage:
+    """The indexed articles, in the order they were added, a page at a time."""
+    total = IndexStats.model_validate(pipeline.stats()).articles
+    return ArticlePage(
+        total=total, offset=offset, limit=limit, articles=pipeline.articles(offset, limit)
+    )
+
+
+@router.get("/articles/{article_id}", responses=_NOT_FOUND, tags=["articles"])
+def get_article(article_id: str, pipeline: PipelineDep) -> ArticleDetail:
+    """One article with the full text that answer and passage offsets refer to."""
+    found = pipeline.article(article_id)
+    if found is None:
+        raise _not_found(article_id)
+    return found
+
+
+@router.post(
+    "/articles",
+    status_code=201,
+    dependencies=[Depends(require_api_key)],
+    responses={
+        200: {"model": IngestReport, "description": "Nothing new: only duplicates"},
+        **_WRITE,
+        413: {"model": ErrorMessage, "description": "Over RAG_MAX_UPLOAD_BYTES"},
+        415: {"model": ErrorMessage},
+        422: {"model": ErrorMessage, "description": "Nothing could be added"},
+    },
+    openapi_extra=_ADD_ARTICLES_BODY,
+    tags=["articles"],
+)
+async def add_articles(request: Request, response: Response, pipeline: PipelineDep) -> IngestReport:
+    """Add articles sent as JSON (one object or a list) or as uploaded files (multipart
+    field ``files``). Duplicates are skipped; bad records are reported."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        records = await _json_records(request)
+        report = await run_in_threadpool(_add_records, pipeline, records)
+    elif content_type == "multipart/form-data":
+        files = await _uploaded_files(request)
+        report = await run_in_threadpool(pipeline.add_files, files)
+    else:
+        raise HTTPException(
+            415,
+            "send articles as JSON (Content-Type: application/json) "
+            "or as files (Content-Type: multipart/form-data)",
+        )
+    if report.rejected and not report.added:
+        reasons = "; ".join(f"{r.name}: {r.reason}" for r in report.rejected)
+        raise HTTPException(422, f"nothing was added: {reasons}")
+    if not report.added:
+        response.status_code = 200
+    return report
+
+
+@router.delete(
+    "/articles/{article_id}",
+    status_code=204,
+    dependencies=[Depends(require_api_key)],
+    responses={**_WRITE, **_NOT_FOUND},
+    tags=["articles"],
+)
+def delete_article(article_id: str, pipeline: PipelineDep) -> None:
+    """Remove an article and its passages from the index."""
+    if not pipeline.delete(article_id):
+        raise _not_found(article_id)
+
+
+@router.get("/health", tags=["service"])
+def health(pipeline: PipelineDep, settings: SettingsDep) -> Health:
+    """Whether the service is up, with the model and the index's counts."""
+    return Health.model_validate({**pipeline.stats(), "writable": bool(_configured_key(settings))})
+
+
+def _ask(
+    pipeline: Pipeline, settings: Settings, question: str, top_k: int, filters: AskFilters
+) -> AskResult:
+    question = question.strip()
+    if not question:
+        raise HTTPException(422, "the question is empty")
+    if len(question) > settings.max_question_chars:
+        raise HTTPException(
+            422,
+            f"the question is {len(question):,} characters long; "
+            f"the limit is {settings.max_question_chars:,}",
+        )
+    return pipeline.ask(question, top_k=top_k, where=filters.to_filter())
+
+
+async def _json_records(request: Request) -> list[Any]:
+    """The article records of a JSON body: one object or a list of them."""
+    try:
+        document = await request.json()
+    except json.JSONDecodeError as error:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", error.pos),
+                    "msg": "JSON decode error",
+                    "ctx": {"error": error.msg},
+                }
+            ]
+        ) from None
+    except UnicodeDecodeError:
+        raise HTTPException(422, "the request body is not valid UTF-8") from None
+    records = document if isinstance(document, list) else [document]
+    if not records:
+        raise HTTPException(422, "the request body holds no article")
+    return records
+
+
+def _add_records(pipeline: Pipeline, records: list[Any]) -> IngestReport:
+    """Add the articles among JSON records; the bad ones are reported as rejected."""
+    report = IngestReport()
+    articles: list[tuple[str, Article]] = []
+    for number, record in enumerate(records, start=1):
+        where = f"record {number}"
+        try:
+            articles.append((where, parse_record(record, where=where)))
+        except ArticleError as error:
+            report.rejected.append(Rejection(name=where, reason=error.reason))
+    return pipeline.add(articles, report=report)
+
+
+async def _uploaded_files(request: Request) -> list[tuple[str, bytes]]:
+    """The files of a multipart upload as ``(file name, content)`` pairs."""
+    async with request.form() as form:
+        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not uploads:
+            raise HTTPException(422, "no file in the upload: send them in a field 'files'")
+        return [(upload.filename or "upload", await upload.read()) for upload in uploads]
+
+
+def _not_found(article_id: str) -> HTTPException:
+    return HTTPException(404, f"no article with id {article_id!r}")
+
+
+def _configured_key(settings: Settings) -> str:
+    return settings.api_key.get_secret_value() if settings.api_key else ""

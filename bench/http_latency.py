@@ -1,0 +1,149 @@
+"""Latency and throughput of ``POST /ask`` over real HTTP, on loopback only.
+
+Starts ``rag serve`` on a free 127.0.0.1 port over a fresh index of the sample articles
+(in a temporary directory; other ``RAG_*`` settings pass through, e.g. RAG_TORCH_THREADS),
+waits for ``/health``, then measures a bounded number of requests: one client in sequence,
+then several clients at once. Prints a table.
+
+    .venv/bin/python bench/http_latency.py [--requests 100] [--clients 8] [--concurrent 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+QUESTIONS = [
+    "What aid did Macron commit?",
+    "How many Ukrainian soldiers is France training?",
+    "Which Russian factories does Zelensky want to strike?",
+    "What did Zelensky tell EU leaders in Brussels?",
+    "What is the boiling point of liquid nitrogen?",
+]
+WARM_UP = 5
+TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one scenario measured."""
+
+    name: str
+    latencies_ms: list[float]
+    server_ms: list[float]
+    wall_s: float
+
+    def row(self) -> str:
+        p95 = statistics.quantiles(self.latencies_ms, n=100)[94]
+        return (
+            f"| {self.name} | {len(self.latencies_ms)} | {statistics.median(self.latencies_ms):.1f}"
+            f" | {p95:.1f} | {statistics.median(self.server_ms):.1f}"
+            f" | {len(self.latencies_ms) / self.wall_s:.1f} |"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_service(index_dir: Path) -> Iterator[str]:
+    """``rag serve`` in a child process on loopback; yields its base url."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir)}
+    command = [str(Path(sys.executable).with_name("rag")), "serve", "--host", "127.0.0.1"]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_until_healthy(url, process)
+            yield url
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+            raise
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"the service did not answer /health within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def ask(client: httpx.Client, number: int) -> tuple[float, float]:
+    """One request: (client-side latency, server-reported took_ms), in milliseconds."""
+    question = QUESTIONS[number % len(QUESTIONS)]
+    started = time.perf_counter()
+    response = client.post("/ask", json={"question": question, "top_k": 5})
+    latency = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return latency, float(response.json()["took_ms"])
+
+
+def measure(url: str, name: str, requests: int, clients: int) -> Run:
+    """``requests`` asks spread over ``clients`` keep-alive connections, all at once."""
+
+    def worker(numbers: range) -> list[tuple[float, float]]:
+        with httpx.Client(base_url=url, timeout=TIMEOUT_S) as client:
+            return [ask(client, n) for n in numbers]
+
+    shares = [range(i, requests, clients) for i in range(clients)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        results = [pair for share in pool.map(worker, shares) for pair in share]
+    wall_s = time.perf_counter() - started
+    return Run(name, [r[0] for r in results], [r[1] for r in results], wall_s)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100, help="sequential requests")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--concurrent", type=int, default=200, help="requests, concurrent run")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, running_service(Path(tmp) / "index") as url:
+        measure(url, "warm-up", WARM_UP, 1)
+        runs = [
+            measure(url, "1 client, sequential", args.requests, 1),
+            measure(url, f"{args.clients} clients, concurrent", args.concurrent, args.clients),
+        ]
+    print(f"POST /ask over HTTP on loopback · {os.cpu_count()} CPUs · sample articles")
+    print("| scenario | requests | p50 ms | p95 ms | server p50 ms | requests/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for run in runs:
+        print(run.row())
+
+
+if __name__ == "__main__":
+    main()

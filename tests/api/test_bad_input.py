@@ -1,0 +1,241 @@
+"""Every bad input is a 4xx with a readable message; the service and index stay intact."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from index.store import IndexStoreError
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+SMALL_LIMIT = 4_000
+
+
+def index_state(client: TestClient) -> tuple[str, int, int, int]:
+    """The service's status and the index's (generation, articles, chunks)."""
+    health = client.get("/health").json()
+    return health["status"], health["generation"], health["articles"], health["chunks"]
+
+
+def assert_readable_error(response: Any, status: int, *phrases: str) -> None:
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str)
+    for phrase in phrases:
+        assert phrase in detail, detail
+
+
+@pytest.fixture
+def small_writer(writable_pipeline: Pipeline, writer_settings: Settings) -> Iterator[TestClient]:
+    """A writable service that takes request bodies of at most SMALL_LIMIT bytes."""
+    settings = writer_settings.model_copy(update={"max_upload_bytes": SMALL_LIMIT})
+    with TestClient(create_app(settings, writable_pipeline)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        ({"question": ""}, "question is empty"),
+        ({"question": " \n\t "}, "question is empty"),
+        ({"question": "why? " * 201}, "the limit is 1,000"),
+        ({"question": "why?", "top_k": 0}, "top_k"),
+        ({"question": "why?", "top_k": 51}, "top_k"),
+        ({"question": "why?", "top_k": "5"}, "top_k"),
+        ({"question": "why?", "top_k": True}, "top_k"),
+        ({"question": "why?", "top_k": 2.5}, "top_k"),
+        ({"question": 42}, "question"),
+        ({"question": None}, "question"),
+        ({"question": ["why?"]}, "question"),
+        ({"top_k": 5}, "question: Field required"),
+        ({"question": "why?", "topk": 5}, "topk"),
+        ({"question": "why?", "article_ids": []}, "article_ids"),
+        ({"question": "why?", "article_ids": "abc"}, "article_ids"),
+        ({"question": "why?", "published_after": "last week"}, "published_after"),
+        ([{"question": "why?"}], "request body"),
+        ("why?", "request body"),
+    ],
+)
+def test_bad_ask_bodies_are_422_with_a_message(client: TestClient, body: Any, phrase: str) -> None:
+    before = index_state(client)
+
+    assert_readable_error(client.post("/ask", json=body), 422, phrase)
+    assert index_state(client) == before
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"question": "why?"', b"{question: why}", b'{"question": "why?"}}', b""]
+)
+def test_malformed_json_is_422_with_a_message(client: TestClient, raw: bytes) -> None:
+    response = client.post("/ask", content=raw, headers={"Content-Type": "application/json"})
+
+    assert_readable_error(response, 422)
+    assert response.json()["detail"].startswith(("malformed JSON", "request body"))
+
+
+@pytest.mark.parametrize(
+    ("params", "phrase"),
+    [
+        ({}, "q: Field required"),
+        ({"q": "  "}, "question is empty"),
+        ({"q": "x" * 1001}, "the limit is 1,000"),
+        ({"q": "why?", "top_k": "many"}, "top_k"),
+        ({"q": "why?", "top_k": "0"}, "top_k"),
+        ({"q": "why?", "published_before": "soon"}, "published_before"),
+    ],
+)
+def test_bad_ask_queries_are_422_with_a_message(
+    client: TestClient, params: dict[str, str], phrase: str
+) -> None:
+    assert_readable_error(client.get("/ask", params=params), 422, phrase)
+
+
+@pytest.mark.parametrize(
+    "params", [{"offset": "-1"}, {"limit": "0"}, {"limit": "100000"}, {"limit": "ten"}]
+)
+def test_bad_article_paging_is_422(client: TestClient, params: dict[str, str]) -> None:
+    assert_readable_error(client.get("/articles", params=params), 422)
+
+
+def test_unknown_article_is_404_naming_it(writer: TestClient, key: dict[str, str]) -> None:
+    before = index_state(writer)
+
+    assert_readable_error(writer.get("/articles/no-such-article"), 404, "no-such-article")
+    assert_readable_error(writer.delete("/articles/no-such-article", headers=key), 404)
+    assert index_state(writer) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "phrase"),
+    [
+        ("photo.png", b"\x89PNG\r\n\x1a\n\x00\x00", "unsupported file type"),
+        ("binary.txt", b"Title\n\x00\x01\x02 body", "binary"),
+        ("latin1.txt", "Caf\u00e9 news\n\nThe caf\u00e9 opened.".encode("latin-1"), "UTF-8"),
+        ("empty.txt", b"", "empty"),
+        ("title-only.txt", b"Just a title\n", "body"),
+        ("broken.json", b'{"title": "x", "text": ', "invalid JSON"),
+        ("no-text.json", b'{"title": "x"}', "text"),
+        ("nothing.jsonl", b"\n\n", "empty"),
+    ],
+)
+def test_unreadable_uploads_are_422_and_change_nothing(
+    writer: TestClient, key: dict[str, str], name: str, content: bytes, phrase: str
+) -> None:
+    before = index_state(writer)
+
+    response = writer.post("/articles", files={"files": (name, content)}, headers=key)
+
+    assert_readable_error(response, 422, "nothing was added", name, phrase)
+    assert index_state(writer) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "No text"},
+        {"title": "", "text": "Body."},
+        {"title": "Numbers", "text": 12},
+        {"title": "Bad id", "text": "Body.", "id": "../../etc/passwd"},
+        [],
+        "just a string",
+    ],
+)
+def test_bad_article_json_is_422_and_changes_nothing(
+    writer: TestClient, key: dict[str, str], body: Any
+) -> None:
+    before = index_state(writer)
+
+    assert_readable_error(writer.post("/articles", json=body, headers=key), 422)
+    assert index_state(writer) == before
+
+
+def test_malformed_article_json_is_422(writer: TestClient, key: dict[str, str]) -> None:
+    headers = {**key, "Content-Type": "application/json"}
+
+    before = index_state(writer)
+
+    broken = writer.post("/articles", content=b'{"title": "x", ', headers=headers)
+    not_utf8 = writer.post("/articles", content=b'{"title": "caf\xe9"}', headers=headers)
+
+    assert_readable_error(broken, 422, "malformed JSON")
+    assert_readable_error(not_utf8, 422, "UTF-8")
+    assert index_state(writer) == before
+
+
+def test_other_content_types_are_415(writer: TestClient, key: dict[str, str]) -> None:
+    headers = {**key, "Content-Type": "text/plain"}
+
+    response = writer.post("/articles", content=b"Title\n\nBody.", headers=headers)
+
+    assert_readable_error(response, 415, "multipart/form-data")
+
+
+def test_upload_without_files_is_422(writer: TestClient, key: dict[str, str]) -> None:
+    form = {"note": (None, "a text field, not a file")}
+
+    response = writer.post("/articles", files=form, headers=key)
+
+    assert_readable_error(response, 422, "no file")
+
+
+def test_oversized_bodies_are_413_and_change_nothing(
+    small_writer: TestClient, key: dict[str, str], festival: dict[str, Any]
+) -> None:
+    before = index_state(small_writer)
+    long_text = "The festival was busy. " * 400
+    big_article = {**festival, "text": long_text}
+
+    responses = [
+        small_writer.post("/articles", json=big_article, headers=key),
+        small_writer.post("/articles", files={"files": ("big.txt", long_text)}, headers=key),
+        small_writer.post("/ask", json={"question": "why?", "source": long_text}),
+        # without a Content-Length header: the limit is counted while streaming
+        small_writer.post(
+            "/articles",
+            content=iter([b'{"title": "x", "text": "', b"y" * SMALL_LIMIT, b'"}']),
+            headers={**key, "Content-Type": "application/json"},
+        ),
+    ]
+
+    for response in responses:
+        assert_readable_error(response, 413, f"{SMALL_LIMIT:,} bytes", "RAG_MAX_UPLOAD_BYTES")
+    assert index_state(small_writer) == before
+    assert small_writer.post("/articles", json=festival, headers=key).status_code == 201
+
+
+def test_unexpected_errors_are_a_plain_500_without_internals(
+    sample_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_ask(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom in /srv/secret/index/v000001/vectors.faiss")
+
+    monkeypatch.setattr(sample_pipeline, "ask", broken_ask)
+    with TestClient(
+        create_app(Settings(api_key=None), sample_pipeline), raise_server_exceptions=False
+    ) as client:
+        response = client.post("/ask", json={"question": "What aid did Macron commit?"})
+
+        assert response.status_code == 500
+        assert response.json() == {
+            "detail": "internal error: the request failed; see the service log"
+        }
+        assert client.get("/health").json()["status"] == "ok"
+
+
+def test_an_unreadable_index_is_503_without_its_path(
+    sample_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise IndexStoreError("cannot read index file /srv/secret/index/v000001/vectors.faiss")
+
+    monkeypatch.setattr(sample_pipeline, "articles", unreadable)
+    with TestClient(create_app(Settings(api_key=None), sample_pipeline)) as client:
+        response = client.get("/articles")
+
+    assert_readable_error(response, 503, "index cannot be read")
+    assert "/srv" not in response.text
