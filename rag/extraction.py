@@ -1,20 +1,25 @@
 """Extractive answering: score the sentences of the retrieved passages against the question.
 
-Each sentence gets three features: its cosine similarity to the question, the share of
-the question's content words it contains, and the retrieval score of its passage. A
-logistic model (weights in a calibration file, fitted by the evaluation harness) turns
-them into a probability that the sentence answers the question; below the threshold the
-pipeline abstains.
+Each sentence gets four features: its cosine similarity to the question, the share of
+the question's content words it contains, the retrieval score of its passage, and
+whether it holds something of the kind the question asks for (a number for "how many",
+a date for "when", a name for "who"/"where"/"which country"; 1 when the question asks
+for no particular kind). A logistic model (weights in a calibration file, fitted by the
+evaluation harness on dev questions) turns them into a probability that the sentence
+answers the question; below the threshold the pipeline abstains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +28,71 @@ from index.lexical import tokenize
 from rag.chunking import Chunk, SentenceSplitter
 from rag.embedding import Embedder
 
-FEATURES = ("dense", "lexical", "passage")
+FEATURES = ("dense", "lexical", "passage", "answer_type")
+Granularity = Literal["sentence", "span"]
+
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+    "forty|fifty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|"
+    "dozen|dozens|half|several"
+)
+_DATE_WORDS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|yesterday|tomorrow|"
+    "spring|summer|autumn|winter|century|decade|years?|months?|weeks?|days?|ago"
+)
+_QUESTION_KINDS = (
+    (
+        "number",
+        re.compile(
+            r"\bhow (many|much|long|old|big|large|tall|far|high|often|deep|wide)\b"
+            r"|\bwhat (percentage|percent|proportion|number|amount)\b"
+        ),
+    ),
+    (
+        "date",
+        re.compile(r"^\W*when\b|\b(what|which) (year|date|day|month|time|century|decade|period)\b"),
+    ),
+    (
+        "name",
+        re.compile(
+            r"^\W*(who|whom|whose|where)\b|\b(which|what)( \w+)? (person|people|man|woman|leader|"
+            r"city|cities|country|countries|region|place|state|capital|team|company|"
+            r"organi[sz]ation|group|agency)\b"
+        ),
+    ),
+)
+_KIND_TOKENS = {
+    "number": re.compile(rf"\$?\w*\d[\w.,]*|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE),
+    "date": re.compile(
+        rf"\b(?:1\d{{3}}|20\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)?|{_DATE_WORDS})\b", re.IGNORECASE
+    ),
+    "name": re.compile(r"(?<=[\w,;:)\]\"'\u2019\u201d] )[A-Z][\w'\u2019-]*"),
+}
+_JOINER = re.compile(r"(?:,?\s+(?:and|or|of|the|to)\s+|,\s+|;\s+|\s+)")
+_UNIT = re.compile(r"\s+(?:[a-z][a-z-]*|[A-Z][a-z]+)(?:\s+[a-z][a-z-]*)?")
+_WORD = re.compile(r"\w+")
+
+
+def answer_kind(question: str) -> str | None:
+    """The kind of answer a question asks for: ``number``, ``date``, ``name`` or ``None``."""
+    lowered = question.lower()
+    for kind, pattern in _QUESTION_KINDS:
+        if pattern.search(lowered):
+            return kind
+    return None
+
+
+def offers_kind(sentence: str, kind: str | None, question: str) -> bool:
+    """Whether the sentence holds a token of the asked-for kind that the question does not
+    already contain (always true when the question asks for no particular kind)."""
+    if kind is None:
+        return True
+    asked = set(_WORD.findall(question.lower()))
+    return any(
+        match.group().lower().strip(".,") not in asked
+        for match in _KIND_TOKENS[kind].finditer(sentence)
+    )
 
 
 @dataclass(frozen=True)
@@ -81,6 +150,56 @@ class SentenceCandidate:
     score: float
 
 
+def answer_span(sentence: str, kind: str | None, question: str) -> tuple[int, int] | None:
+    """Offsets, inside ``sentence``, of the run of asked-for tokens (``Tambov, Kazan, and
+    Perm``; a number with its unit, ``35 billion euros``) nearest to the words the sentence
+    shares with the question; ``None`` when the question asks for no particular kind or
+    the sentence has nothing new of that kind."""
+    if kind is None:
+        return None
+    asked = set(_WORD.findall(question.lower()))
+    runs: list[list[int]] = []
+    for match in _KIND_TOKENS[kind].finditer(sentence):
+        if match.group().lower().strip(".,") in asked:
+            continue
+        start, end = match.start(), match.end()
+        if runs and _JOINER.fullmatch(sentence[runs[-1][1] : start]):
+            runs[-1][1] = end
+        else:
+            runs.append([start, end])
+    if not runs:
+        return None
+    if kind == "number":
+        for run in runs:
+            unit = _UNIT.match(sentence, run[1])
+            if unit is not None:
+                run[1] = unit.end()
+    anchors = [m.start() for m in _WORD.finditer(sentence) if m.group().lower() in asked]
+    start, end = min(runs, key=lambda r: min((abs(a - r[0]) for a in anchors), default=0))
+    return start, len(sentence[:end].rstrip(".,;:"))
+
+
+class SentenceVectors:
+    """Embeddings of sentence texts, computed once and kept (least recently used out)."""
+
+    def __init__(self, embedder: Embedder, size: int = 50_000) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+
+    def get(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One row per text, embedding only the texts not seen before."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
+                self._vectors[text] = vector
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        for text in texts:
+            self._vectors.move_to_end(text)
+        return np.stack([self._vectors[t] for t in texts])
+
+
 class SentenceExtractor:
     """Picks the sentences that best answer a question from retrieved passages."""
 
@@ -90,12 +209,22 @@ class SentenceExtractor:
         splitter: SentenceSplitter,
         calibration: Calibration,
         cache_size: int = 50_000,
+        vectors: SentenceVectors | None = None,
+        granularity: Granularity = "sentence",
     ) -> None:
         self.embedder = embedder
         self.splitter = splitter
         self.calibration = calibration
-        self.cache_size = cache_size
-        self._vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self.vectors = vectors or SentenceVectors(embedder, cache_size)
+        self.granularity = granularity
+
+    def prepare(self, chunks: Iterable[Chunk], batch: int = 256) -> int:
+        """Embed the sentences of these chunks ahead of any question (a warm-up);
+        returns how many sentences were seen."""
+        texts = [s.text for chunk in chunks for s in self.splitter.split(chunk.text)]
+        for start in range(0, len(texts), batch):
+            self.vectors.get(texts[start : start + batch])
+        return len(texts)
 
     def candidates(
         self, question: str, question_vector: npt.NDArray[np.float32], hits: Sequence[PassageHit]
@@ -114,9 +243,10 @@ class SentenceExtractor:
         if not seen:
             return []
         texts = [text for text, _, _ in seen.values()]
-        similarities = self._embed(texts) @ question_vector
+        similarities = self.vectors.get(texts) @ question_vector
         question_terms = set(tokenize([question])[0])
         sentence_terms = tokenize(texts)
+        kind = answer_kind(question)
         scored: list[SentenceCandidate] = []
         for (key, (text, chunk, passage_score)), similarity, terms in zip(
             seen.items(), similarities, sentence_terms, strict=True
@@ -124,7 +254,12 @@ class SentenceExtractor:
             overlap = (
                 len(question_terms & set(terms)) / len(question_terms) if question_terms else 0.0
             )
-            features = {"dense": float(similarity), "lexical": overlap, "passage": passage_score}
+            features = {
+                "dense": float(similarity),
+                "lexical": overlap,
+                "passage": passage_score,
+                "answer_type": float(offers_kind(text, kind, question)),
+            }
             scored.append(
                 SentenceCandidate(
                     article_id=key[0],
@@ -146,23 +281,31 @@ class SentenceExtractor:
         hits: Sequence[PassageHit],
         limit: int,
     ) -> list[SentenceCandidate]:
-        """The best sentences at or above the abstention threshold (possibly none)."""
-        return [
+        """The best sentences at or above the abstention threshold (possibly none); with
+        ``span`` granularity each is narrowed to its answer span where one is found."""
+        chosen = [
             c
             for c in self.candidates(question, question_vector, hits)[:limit]
             if c.score >= self.calibration.threshold
         ]
+        if self.granularity == "sentence":
+            return chosen
+        kind = answer_kind(question)
+        return _merge_same_wording(
+            [_narrow(c, answer_span(c.text, kind, question)) for c in chosen]
+        )
 
-    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
-                self._vectors[text] = vector
-            while len(self._vectors) > self.cache_size:
-                self._vectors.popitem(last=False)
-        for text in texts:
-            self._vectors.move_to_end(text)
-        return np.stack([self._vectors[t] for t in texts])
+
+def _narrow(candidate: SentenceCandidate, span: tuple[int, int] | None) -> SentenceCandidate:
+    if span is None:
+        return candidate
+    start, end = span
+    return dataclasses.replace(
+        candidate,
+        start=candidate.start + start,
+        end=candidate.start + end,
+        text=candidate.text[start:end],
+    )
 
 
 def _merge_same_wording(candidates: list[SentenceCandidate]) -> list[SentenceCandidate]:

@@ -1,15 +1,19 @@
-"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused into one ranking."""
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) candidates, fused into one ranking,
+optionally re-scored by how close each chunk's best sentence is to the question."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from index.lexical import LexicalIndex
 from index.vectors import VectorIndex
+from rag.chunking import SentenceSplitter
+from rag.extraction import SentenceVectors
 from rag.settings import FusionMethod, RetrievalMode
 
 
@@ -50,8 +54,51 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = 60) -> di
     return {item: score / best for item, score in fused.items()}
 
 
+class ChunkScorer(Protocol):
+    """Scores chunks (by row id) for a question, in [0, 1]."""
+
+    def __call__(
+        self, rowids: Sequence[int], query_vector: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]: ...
+
+
+class BestSentenceScorer:
+    """Scores a chunk by the cosine similarity of its sentence closest to the question.
+
+    A chunk embeds as the average of everything it says; a question usually asks about
+    one sentence, which this finds. ``texts`` looks chunk texts up by row id; sentence
+    vectors come from (and stay in) the shared :class:`SentenceVectors` cache.
+    """
+
+    def __init__(
+        self,
+        texts: Callable[[Sequence[int]], dict[int, str]],
+        splitter: SentenceSplitter,
+        vectors: SentenceVectors,
+    ) -> None:
+        self.texts = texts
+        self.splitter = splitter
+        self.vectors = vectors
+
+    def __call__(
+        self, rowids: Sequence[int], query_vector: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        texts = self.texts(rowids)
+        scores = np.zeros(len(rowids), dtype=np.float32)
+        for position, rowid in enumerate(rowids):
+            sentences = [s.text for s in self.splitter.split(texts.get(rowid, ""))]
+            if sentences:
+                best = float(np.max(self.vectors.get(sentences) @ query_vector))
+                scores[position] = min(max(best, 0.0), 1.0)
+        return scores
+
+
 class Retriever:
-    """Finds the chunks most relevant to a question."""
+    """Finds the chunks most relevant to a question.
+
+    With a ``rescorer``, the best ``rescore_depth`` chunks of the fused ranking are
+    re-ranked by ``(fused + rescore_weight * rescorer) / (1 + rescore_weight)``.
+    """
 
     def __init__(
         self,
@@ -60,12 +107,18 @@ class Retriever:
         dense_weight: float = 0.5,
         rrf_k: int = 60,
         candidate_pool: int = 50,
+        rescorer: ChunkScorer | None = None,
+        rescore_weight: float = 1.0,
+        rescore_depth: int = 20,
     ) -> None:
         self.mode = mode
         self.fusion = fusion
         self.dense_weight = dense_weight
         self.rrf_k = rrf_k
         self.candidate_pool = candidate_pool
+        self.rescorer = rescorer
+        self.rescore_weight = rescore_weight
+        self.rescore_depth = rescore_depth
 
     def retrieve(
         self,
@@ -109,6 +162,12 @@ class Retriever:
         else:
             fused = weighted_fusion(dense, bm25, self.dense_weight)
         order = np.argsort(-fused, kind="stable")[:top_k]
+        if self.rescorer is not None:
+            order = np.argsort(-fused, kind="stable")[: max(top_k, self.rescore_depth)]
+            extra = self.rescorer([int(c) for c in candidates[order]], query_vector)
+            fused = fused.copy()
+            fused[order] = (fused[order] + self.rescore_weight * extra) / (1 + self.rescore_weight)
+            order = order[np.argsort(-fused[order], kind="stable")][:top_k]
         return [
             ScoredChunk(
                 rowid=int(candidates[i]),

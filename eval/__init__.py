@@ -1,0 +1,1 @@
+"""Evaluation harness: question sets, metrics, calibration and reports for the pipeline."""

@@ -1,0 +1,320 @@
+"""The ``rag eval`` run: build or reuse the indexes, calibrate, ask, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from eval import calibration, plots, reports
+from eval.clients import Answerer, HttpAnswerer, InProcessAnswerer
+from eval.corpus import cached_pipeline
+from eval.datasets import SPLITS, DatasetError, QuestionSet, load_articles, load_jsonl, load_squad
+from eval.harness import RunOptions, VariantResult, ask_all
+from eval.metrics import reliability
+from rag.embedding import Embedder
+from rag.extraction import Granularity
+from rag.pipeline import Pipeline
+from rag.retrieval import BestSentenceScorer
+from rag.settings import PROJECT_ROOT, FusionMethod, RetrievalMode, Settings
+
+SetName = Literal["sample", "squad"]
+SET_NAMES: tuple[SetName, ...] = ("sample", "squad")
+DEFAULT_SQUAD = PROJECT_ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration of the ablation: retrieval mode, fusion, re-scoring of the
+    fused ranking by each chunk's best sentence, answer granularity."""
+
+    name: str
+    mode: RetrievalMode
+    fusion: FusionMethod = "weighted"
+    best_sentence: bool = False
+    granularity: Granularity = "sentence"
+
+
+VARIANTS = (
+    Variant("hybrid-weighted", "hybrid", "weighted"),
+    Variant("hybrid-rrf", "hybrid", "rrf"),
+    Variant("dense", "dense"),
+    Variant("lexical", "lexical"),
+    Variant("hybrid-weighted+sentence", "hybrid", "weighted", best_sentence=True),
+    Variant("hybrid-weighted-span", "hybrid", "weighted", granularity="span"),
+)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything a run can be told (the CLI fills this in)."""
+
+    sets: tuple[str, ...] = SET_NAMES
+    sample_path: Path = PROJECT_ROOT / "eval" / "data" / "sample.jsonl"
+    squad_path: Path = DEFAULT_SQUAD
+    squad_split: str = "test"
+    limit: int | None = 2000
+    seed: int = 0
+    variants: tuple[str, ...] = tuple(v.name for v in VARIANTS)
+    url: str | None = None
+    calibrate: bool = False
+    calibration_squad_questions: int = 1000
+    max_false_abstention: float = 0.05
+    run: RunOptions = field(default_factory=RunOptions)
+    report_dir: Path = PROJECT_ROOT / "eval" / "reports"
+    cache_dir: Path = PROJECT_ROOT / "var" / "eval-cache"
+
+    def __post_init__(self) -> None:
+        _check_choices("question set", self.sets, SET_NAMES)
+        _check_choices("variant", self.variants, tuple(v.name for v in VARIANTS))
+        _check_choices("SQuAD split", (self.squad_split,), SPLITS)
+
+
+class EvalConfigError(ValueError):
+    """Options that do not make a valid run; the message says which and why."""
+
+
+def _check_choices(what: str, given: Sequence[str], allowed: Sequence[str]) -> None:
+    unknown = [g for g in given if g not in allowed]
+    if unknown or not given:
+        raise EvalConfigError(
+            f"unknown {what} {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(allowed)}"
+        )
+
+
+class Evaluation:
+    """One evaluation run: holds the console, the embedder and the indexes it builds."""
+
+    def __init__(self, options: EvalOptions, settings: Settings, console: Console) -> None:
+        self.options = options
+        self.settings = settings
+        self.console = console
+        self.log = Console(stderr=True)
+        self._embedder: Embedder | None = None
+        self._pipelines: dict[SetName, Pipeline] = {}
+
+    # -- question sets and indexes ----------------------------------------------
+    def question_set(self, name: SetName) -> QuestionSet:
+        if name == "sample":
+            return load_jsonl(self.options.sample_path)
+        if not self.options.squad_path.is_file():
+            raise DatasetError(
+                f"SQuAD file not found: {self.options.squad_path} (expected ../shared/data/"
+                "squad/dev-v1.1.json beside the project); pass --squad-path, or --set sample"
+            )
+        return load_squad(self.options.squad_path, seed=self.options.seed)
+
+    def splits(self, name: SetName, questions: QuestionSet) -> list[tuple[str, QuestionSet]]:
+        """The slices reported: both splits of our set, one sampled split of SQuAD."""
+        if name == "sample":
+            return [(split, questions.select(split, None)) for split in ("dev", "test")]
+        split = self.options.squad_split
+        return [(split, questions.select(split, self.options.limit, self.options.seed))]
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            self._embedder = Embedder(
+                s.model_name, s.model_path, s.embed_batch_size, s.torch_threads
+            )
+            self._embedder.warm_up()
+        return self._embedder
+
+    def pipeline(self, name: SetName, questions: QuestionSet) -> Pipeline:
+        """A pipeline over the set's articles (ours: the sample folder), its index cached
+        on disk and every indexed sentence embedded up front (built once per run)."""
+        if name in self._pipelines:
+            return self._pipelines[name]
+        if name == "sample":
+            articles, fingerprint = load_articles(self.settings.sample_articles_dir)
+        else:
+            articles, fingerprint = questions.articles, questions.fingerprint
+        with self._progress() as progress:
+            task = progress.add_task(f"indexing {name}", total=None)
+            pipeline = cached_pipeline(
+                self.settings,
+                self.embedder,
+                self.options.cache_dir,
+                name,
+                fingerprint,
+                articles,
+                lambda done, total: progress.update(task, completed=done, total=total),
+            )
+            progress.update(task, description=f"embedding the sentences of {name}")
+            snapshot = pipeline.refresh()
+            if snapshot is not None:
+                started = time.perf_counter()
+                count = pipeline.extractor.prepare(c.chunk for c in snapshot.records.all_chunks())
+                self.log.print(
+                    f"{name}: {snapshot.manifest['chunks']} chunks, {count} sentences embedded "
+                    f"in {time.perf_counter() - started:.0f} s"
+                )
+        self._pipelines[name] = pipeline
+        return pipeline
+
+    # -- running ----------------------------------------------------------------
+    def run(self) -> list[VariantResult]:
+        sets = {name: self.question_set(name) for name in SET_NAMES if name in self.options.sets}
+        context: dict[str, Any] = {"options": asdict(self.options), "settings": self._settings()}
+        if self.options.url is not None:
+            results = self._run_service(sets, self.options.url)
+        else:
+            if self.options.calibrate:
+                context["calibration"] = self._calibrate(sets)
+            results = self._run_in_process(sets)
+        self._report(results, context)
+        return results
+
+    def _run_service(self, sets: dict[SetName, QuestionSet], url: str) -> list[VariantResult]:
+        answerer = HttpAnswerer(url)
+        try:
+            return [
+                self._ask(answerer, "service", name, split, subset)
+                for name, questions in sets.items()
+                for split, subset in self.splits(name, questions)
+            ]
+        finally:
+            answerer.close()
+
+    def _run_in_process(self, sets: dict[SetName, QuestionSet]) -> list[VariantResult]:
+        results = []
+        chosen = [v for v in VARIANTS if v.name in self.options.variants]
+        for name, questions in sets.items():
+            base = self.pipeline(name, questions)
+            for variant in chosen:
+                pipeline = self._variant(base, variant)
+                for split, subset in self.splits(name, questions):
+                    results.append(
+                        self._ask(InProcessAnswerer(pipeline), variant.name, name, split, subset)
+                    )
+        return results
+
+    def _variant(self, base: Pipeline, variant: Variant) -> Pipeline:
+        """A pipeline over the base's index with the variant's retrieval settings and the
+        calibration now on disk, sharing the base's sentence vectors: every variant runs
+        with all sentences embedded, so latencies compare (and are warm-cache figures)."""
+        settings = base.settings.model_copy(
+            update={"retrieval_mode": variant.mode, "fusion": variant.fusion}
+        )
+        pipeline = Pipeline.open(settings, self.embedder)
+        pipeline.extractor.vectors = base.extractor.vectors
+        pipeline.extractor.granularity = variant.granularity
+        if variant.best_sentence:
+            pipeline.retriever.rescorer = BestSentenceScorer(
+                lambda rowids: _chunk_texts(pipeline, rowids),
+                pipeline.splitter,
+                pipeline.extractor.vectors,
+            )
+        return pipeline
+
+    def _ask(
+        self, answerer: Answerer, variant: str, name: str, split: str, subset: QuestionSet
+    ) -> VariantResult:
+        label = f"{name}/{split} · {variant}"
+        started = time.perf_counter()
+        with self._progress() as progress:
+            task = progress.add_task(label, total=len(subset.examples))
+            outcomes = ask_all(
+                answerer, subset.examples, self.options.run, lambda: progress.advance(task)
+            )
+        self.log.print(
+            f"{label}: {len(outcomes)} questions in {time.perf_counter() - started:.0f} s"
+        )
+        return VariantResult.of(variant, name, split, outcomes)
+
+    # -- calibration -------------------------------------------------------------
+    def _calibrate(self, sets: dict[SetName, QuestionSet]) -> dict[str, Any]:
+        """Fit on dev questions only, save where the pipeline reads it, return the record."""
+        groups = [(name, self._candidates(name, questions)) for name, questions in sets.items()]
+        fitted = calibration.fit(
+            groups, self.options.max_false_abstention, returned=self.settings.max_answers
+        )
+        fitted.calibration.save(self.settings.calibration_path, **fitted.provenance)
+        self.console.print(reports.trade_off_table(fitted))
+        plot = plots.abstention_trade_off(
+            fitted.curve, fitted.chosen, self.options.report_dir / "abstention-trade-off.png"
+        )
+        self.console.print(f"calibration saved to {self.settings.calibration_path}; wrote {plot}")
+        return fitted.record()
+
+    def _candidates(self, name: SetName, questions: QuestionSet) -> calibration.Candidates:
+        limit = None if name == "sample" else self.options.calibration_squad_questions
+        dev = questions.select("dev", limit, self.options.seed)
+        pipeline = self.pipeline(name, questions)
+        with self._progress() as progress:
+            task = progress.add_task(f"calibration: {name}/dev", total=len(dev.examples))
+            return calibration.collect(
+                pipeline, dev.examples, self.options.run.top_k, lambda: progress.advance(task)
+            )
+
+    # -- reporting ---------------------------------------------------------------
+    def _report(self, results: Sequence[VariantResult], context: dict[str, Any]) -> None:
+        for table in reports.metrics_tables(results):
+            self.console.print(table)
+        directory = self.options.report_dir
+        default = self._default_variant()
+        json_path = reports.write_json(
+            directory / "eval-report.json", results, context, detailed_variants=[default, "service"]
+        )
+        span_variants = {v.name for v in VARIANTS if v.granularity != "sentence"}
+        recall_path = plots.recall_curves(
+            [r for r in results if r.variant not in span_variants], directory / "recall-at-k.png"
+        )
+        curves = [
+            (
+                f"{r.dataset}/{r.split}",
+                reliability(
+                    [score for q in r.questions for _, score in q.answers],
+                    [c for q in r.questions for c in q.judgement.correct],
+                ),
+            )
+            for r in results
+            if r.variant in (default, "service")
+        ]
+        reliability_path = plots.reliability_diagram(curves, directory / "reliability.png")
+        for path in (json_path, recall_path, reliability_path):
+            self.console.print(f"wrote {path}")
+
+    def _default_variant(self) -> str:
+        """The variant that matches the settings (what the service runs)."""
+        s = self.settings
+        for variant in VARIANTS:
+            fusion_matters = variant.mode == "hybrid"
+            if (
+                variant.granularity == "sentence"
+                and not variant.best_sentence
+                and variant.mode == s.retrieval_mode
+                and (variant.fusion == s.fusion or not fusion_matters)
+            ):
+                return variant.name
+        return VARIANTS[0].name
+
+    def _settings(self) -> dict[str, Any]:
+        return self.settings.model_dump(mode="json", exclude={"api_key"})
+
+    @contextmanager
+    def _progress(self) -> Iterator[Progress]:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.log,
+            transient=True,
+        ) as progress:
+            yield progress
+
+
+def _chunk_texts(pipeline: Pipeline, rowids: Sequence[int]) -> dict[int, str]:
+    snapshot = pipeline.refresh()
+    if snapshot is None:
+        return {}
+    return {rowid: stored.chunk.text for rowid, stored in snapshot.records.chunks(rowids).items()}

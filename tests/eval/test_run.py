@@ -1,0 +1,68 @@
+"""A whole ``rag eval`` run on our small question set: calibration, table, report, plots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from eval.run import EvalOptions, Evaluation
+from rag.settings import PROJECT_ROOT, Settings
+
+
+def _small_sample(path: Path) -> Path:
+    """Our question file cut to four answerable and two unanswerable questions a split."""
+    records = [
+        json.loads(line)
+        for line in (PROJECT_ROOT / "eval" / "data" / "sample.jsonl").read_text().splitlines()
+    ]
+    kept = [
+        r
+        for split in ("dev", "test")
+        for answerable, count in ((True, 4), (False, 2))
+        for r in [r for r in records if r["split"] == split and r["answerable"] is answerable][
+            :count
+        ]
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return path
+
+
+def test_calibrated_in_process_run_writes_the_report(tmp_path: Path) -> None:
+    settings = Settings()
+    calibration_path = tmp_path / "calibration.json"
+    shutil.copy(settings.calibration_path, calibration_path)
+    options = EvalOptions(
+        sets=("sample",),
+        sample_path=_small_sample(tmp_path / "small.jsonl"),
+        variants=("hybrid-weighted", "hybrid-weighted-span"),
+        calibrate=True,
+        report_dir=tmp_path / "reports",
+        cache_dir=tmp_path / "cache",
+    )
+    console = Console(record=True, width=200)
+    results = Evaluation(
+        options, settings.model_copy(update={"calibration_path": calibration_path}), console
+    ).run()
+
+    assert [(r.dataset, r.split, r.variant) for r in results] == [
+        ("sample", "dev", "hybrid-weighted"),
+        ("sample", "test", "hybrid-weighted"),
+        ("sample", "dev", "hybrid-weighted-span"),
+        ("sample", "test", "hybrid-weighted-span"),
+    ]
+    assert all(r.metrics.citation == 1.0 for r in results)
+    fitted = json.loads(calibration_path.read_text())
+    assert fitted["provenance"]["fitted_on"]["sample"]["questions"] == 6
+    dev = results[0].metrics
+    # the threshold was chosen on exactly these dev questions, within the budget
+    assert dev.false_abstention is not None and dev.false_abstention <= 0.05
+    report = json.loads((tmp_path / "reports" / "eval-report.json").read_text())
+    assert report["calibration"]["threshold"] == fitted["threshold"]
+    assert len(report["results"]) == 4
+    assert len(report["results"][0]["questions"]) == 6  # detail for the default variant
+    for name in ("recall-at-k.png", "reliability.png", "abstention-trade-off.png"):
+        assert (tmp_path / "reports" / name).stat().st_size > 0
+    assert "sample / test" in console.export_text()
