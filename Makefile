@@ -31,8 +31,11 @@ lint: install
 test: install chromium lint  ## venv + install + chromium + code health + the whole test suite
 	$(BIN)/pytest
 
-eval: install
+eval: install  ## answer quality on our question set and SQuAD, with ablations and calibration
 	$(BIN)/rag eval
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+bench: install  ## ingest, encoder backends, start-up, HTTP latency, 1M-vector scale: table + JSON + PNG in bench/results/
+	$(BIN)/python -m bench

@@ -32,9 +32,10 @@ import numpy.typing as npt
 
 from index.lexical import LexicalIndex
 from index.records import RecordStore
-from index.vectors import VECTOR_INDEX_TYPE, VectorIndex
+from index.vectors import VectorIndex
 from rag.articles import Article
 from rag.chunking import Chunk
+from rag.embedding import vector_space
 
 FORMAT_VERSION = 1
 KEEP_VERSIONS = 2
@@ -91,10 +92,13 @@ class Snapshot:
 class IndexStore:
     """Reads and writes the versions of one index directory."""
 
-    def __init__(self, directory: Path, model_name: str, dimension: int) -> None:
+    def __init__(
+        self, directory: Path, model_name: str, dimension: int, backend: str = "torch"
+    ) -> None:
         self.directory = directory
         self.model_name = model_name
         self.dimension = dimension
+        self.backend = backend
         self._write_lock = threading.Lock()
 
     def current_version(self) -> str | None:
@@ -140,6 +144,15 @@ class IndexStore:
                 f"({manifest.get('dimension')} dimensions) but the settings ask for "
                 f"{self.model_name!r} ({self.dimension} dimensions); use the same model or "
                 "point RAG_INDEX_DIR at another directory"
+            )
+        built_with = manifest.get("embed_backend", "torch")
+        if vector_space(built_with) != vector_space(self.backend):
+            raise IndexStoreError(
+                f"the index in {self.directory} holds {vector_space(built_with)} vectors from "
+                f"the {built_with!r} embedding backend, which do not mix with the "
+                f"{vector_space(self.backend)} vectors of {self.backend!r} that the settings "
+                f"ask for; set RAG_EMBED_BACKEND={built_with}, or run `rag rebuild` to "
+                f"re-embed the articles with {self.backend!r}"
             )
         parts: dict[str, Any] = {}
         for name, loader, file in (
@@ -222,6 +235,7 @@ class IndexStore:
             for item in add:
                 rowids = records.insert_article(item.article, item.chunks)
                 vectors.add(item.vectors, np.asarray(rowids, dtype=np.int64))
+            vectors = vectors.tuned()
             records.commit()
             stored = list(records.all_chunks())
             lexical = LexicalIndex.build([c.rowid for c in stored], [c.chunk.text for c in stored])
@@ -231,9 +245,10 @@ class IndexStore:
                 "generation": generation,
                 "model_name": self.model_name,
                 "dimension": self.dimension,
+                "embed_backend": self.backend,
                 "articles": records.count_articles(),
                 "chunks": records.count_chunks(),
-                "vector_index": VECTOR_INDEX_TYPE,
+                "vector_index": vectors.description,
                 "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "settings": settings_record or {},
             }

@@ -1,22 +1,40 @@
-"""The dense side of the index: FAISS inner-product search over normalised vectors."""
+"""The dense side of the index: FAISS inner-product search over normalised vectors.
+
+Exact search (``IndexIDMap2`` over ``IndexFlatIP``) up to :data:`IVF_MIN_VECTORS`;
+above it an inverted file (``IndexIVFFlat``, inner product) with row ids stored in the
+lists and a hash-table direct map, so that ids can still be removed (HNSW cannot) and
+vectors looked up by id. The lists keep full float32 vectors, so what IVF gives up is
+only the clusters it does not probe: ``nprobe`` is set for recall@10 >= 0.95 against
+exact search (see ``bench/scale.py``). Files are memory-mapped when loaded.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-VECTOR_INDEX_TYPE = "IDMap2,Flat(inner product)"
+IVF_MIN_VECTORS = 50_000
+"""Below this, exact search is fast enough (a few ms) and needs no training."""
+IVF_LISTS_PER_SQRT = 2
+"""``nlist = IVF_LISTS_PER_SQRT * sqrt(n)``: about 500 vectors per list at a million."""
+IVF_NPROBE = 16
+IVF_TRAIN_PER_LIST = 40
+"""Training sample per list (FAISS warns below 39)."""
+IVF_RETRAIN_GROWTH = 4
+"""Re-cluster when the index has grown this many times past the size it was trained at."""
 
 
 class VectorIndex:
-    """Chunk vectors keyed by their SQLite row id (``IndexIDMap2`` over ``IndexFlatIP``)."""
+    """Chunk vectors keyed by their SQLite row id, exact or IVF depending on the size."""
 
     def __init__(self, index: faiss.Index) -> None:
-        self.index = index
+        self.index: Any = index  # FAISS's stubs know only the base class
 
     @staticmethod
     def empty(dimension: int) -> VectorIndex:
@@ -31,9 +49,73 @@ class VectorIndex:
     def size(self) -> int:
         return int(self.index.ntotal)
 
+    @property
+    def is_ivf(self) -> bool:
+        return isinstance(self.index, faiss.IndexIVF)
+
+    @property
+    def trained_size(self) -> int:
+        """Size the IVF clustering was made for (0 for exact search)."""
+        return round((self.index.nlist / IVF_LISTS_PER_SQRT) ** 2) if self.is_ivf else 0
+
+    @property
+    def description(self) -> dict[str, Any]:
+        """Type and parameters, for the manifest."""
+        if not self.is_ivf:
+            return {"type": "IDMap2,Flat", "metric": "inner_product", "exact": True}
+        return {
+            "type": "IVF,Flat",
+            "metric": "inner_product",
+            "exact": False,
+            "nlist": int(self.index.nlist),
+            "nprobe": int(self.index.nprobe),
+            "trained_size": self.trained_size,
+            "ivf_min_vectors": IVF_MIN_VECTORS,
+        }
+
     def copy(self) -> VectorIndex:
-        """An independent copy, to be changed without touching this one."""
+        """An independent, in-memory copy, to be changed without touching this one."""
+        if self.is_ivf:  # memory-mapped lists cannot be cloned: copy them list by list
+            return VectorIndex(_copy_ivf(self.index))
         return VectorIndex(faiss.clone_index(self.index))
+
+    def tuned(self) -> VectorIndex:
+        """This index, or one of the type its size calls for: IVF from
+        :data:`IVF_MIN_VECTORS` on (re-clustered after much growth), exact below half
+        that (the gap keeps an index near the threshold from switching back and forth)."""
+        size = self.size
+        if self.is_ivf:
+            if size < IVF_MIN_VECTORS // 2:
+                return self._rebuilt(VectorIndex.empty(self.dimension))
+            if size > IVF_RETRAIN_GROWTH * self.trained_size:
+                return self._rebuilt(_ivf(self._all()[0]))
+            return self
+        if size >= IVF_MIN_VECTORS:
+            return self._rebuilt(_ivf(self._all()[0]))
+        return self
+
+    def _rebuilt(self, target: VectorIndex) -> VectorIndex:
+        vectors, ids = self._all()
+        target.add(vectors, ids)
+        return target
+
+    def _all(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Every stored vector and its id."""
+        if not self.is_ivf:
+            ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            flat = faiss.downcast_index(self.index.index)
+            return flat.reconstruct_n(0, self.size), ids
+        lists = self.index.invlists
+        parts, id_parts = [], []
+        for number in range(lists.nlist):
+            count = lists.list_size(number)
+            if count:
+                id_parts.append(faiss.rev_swig_ptr(lists.get_ids(number), count).copy())
+                codes = faiss.rev_swig_ptr(lists.get_codes(number), count * lists.code_size)
+                parts.append(codes.view(np.float32).reshape(count, self.dimension).copy())
+        if not parts:
+            return np.zeros((0, self.dimension), np.float32), np.zeros(0, np.int64)
+        return np.concatenate(parts), np.concatenate(id_parts).astype(np.int64)
 
     def add(self, vectors: npt.NDArray[np.float32], rowids: npt.NDArray[np.int64]) -> None:
         """Add vectors under the given ids."""
@@ -43,7 +125,9 @@ class VectorIndex:
     def remove(self, rowids: Collection[int]) -> None:
         """Remove the vectors with these ids."""
         if rowids:
-            self.index.remove_ids(faiss.IDSelectorBatch(np.fromiter(rowids, dtype=np.int64)))
+            # IDSelectorArray: the only kind IVF's hash-table direct map can remove
+            ids = np.fromiter(rowids, dtype=np.int64)
+            self.index.remove_ids(faiss.IDSelectorArray(ids))
 
     def search(
         self, query: npt.NDArray[np.float32], k: int, allowed: Collection[int] | None = None
@@ -52,11 +136,13 @@ class VectorIndex:
         k = min(k, self.size)
         if k == 0 or (allowed is not None and not allowed):
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        params = None
+        params: Any = None
         if allowed is not None:
+            params = faiss.SearchParametersIVF() if self.is_ivf else faiss.SearchParameters()
             selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
-            params = faiss.SearchParameters()
-            params.sel = selector
+            params.sel = selector  # the local keeps the selector alive during the search
+            if self.is_ivf:
+                params.nprobe = self.index.nprobe
         scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), k, params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
@@ -75,4 +161,39 @@ class VectorIndex:
 
     @staticmethod
     def load(path: Path) -> VectorIndex:
-        return VectorIndex(faiss.read_index(str(path)))
+        """Read an index written by :meth:`save`, memory-mapped (pages load on use)."""
+        return VectorIndex(
+            faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        )
+
+
+def _copy_ivf(source: Any) -> Any:
+    """An in-memory ``IndexIVFFlat`` holding the same clusters, ids and vectors."""
+    index: Any = faiss.IndexIVFFlat(
+        faiss.clone_index(source.quantizer), source.d, source.nlist, faiss.METRIC_INNER_PRODUCT
+    )
+    lists = source.invlists
+    for number in range(source.nlist):
+        count = lists.list_size(number)
+        if count:
+            index.invlists.add_entries(
+                number, count, lists.get_ids(number), lists.get_codes(number)
+            )
+    index.ntotal = source.ntotal
+    index.nprobe = source.nprobe
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    return index
+
+
+def _ivf(sample_from: npt.NDArray[np.float32]) -> VectorIndex:
+    """An empty, trained IVF index sized for ``len(sample_from)`` vectors."""
+    size, dimension = sample_from.shape
+    nlist = max(1, int(IVF_LISTS_PER_SQRT * math.sqrt(size)))
+    training = min(size, nlist * IVF_TRAIN_PER_LIST)
+    rows = np.random.default_rng(0).choice(size, training, replace=False)
+    quantizer = faiss.IndexFlatIP(dimension)
+    index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(sample_from[np.sort(rows)]))
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    index.nprobe = IVF_NPROBE
+    return VectorIndex(index)

@@ -1,4 +1,4 @@
-"""Parse article files (.txt, .md, .html, .json, .jsonl) into :class:`Article` records.
+"""Parse article files (.txt, .md, .html, .json, .jsonl, .csv) into :class:`Article` records.
 
 Text is kept as written (curly quotes, non-breaking spaces) so that character offsets
 into ``Article.text`` stay exact; only line endings are normalised to ``\\n``.
@@ -8,18 +8,21 @@ the file named, never guessed at.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".csv")
 ARTICLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _URL_LINE = re.compile(r"^\s*(https?://\S+)\s*$")
 _DATELINE = re.compile(r"^[A-Z][A-Z .,'\u2019-]{1,40}$")
@@ -43,6 +46,17 @@ _HTML_BLOCKS = (
     "footer",
     "figcaption",
 )
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "article_id", "doc_id", "uuid"),
+    "title": ("title", "headline", "heading"),
+    "text": ("text", "body", "content", "article", "story"),
+    "url": ("url", "article_source_link", "link", "source_url", "article_url"),
+    "published": ("published", "publish_date", "published_at", "date", "pubdate", "datetime"),
+    "source": ("source", "publisher", "outlet", "site"),
+}
+"""Article field -> the CSV column names accepted for it (case-insensitive; first found wins)."""
+_MANGLED_QUOTE_SPACE = re.compile(r'"\?(?=\w)')
+_DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S")
 _HTML_DROPPED = ("script", "style", "noscript", "template", "head", "title", "nav", "svg", "iframe")
 
 
@@ -92,7 +106,7 @@ class Article:
         digest = content_hash(title, text)
         if id is None:
             id = digest[:16]
-        elif not ARTICLE_ID_PATTERN.match(id):
+        elif not ARTICLE_ID_PATTERN.fullmatch(id):
             raise ArticleError(
                 f"invalid article id {id!r}: use 1-128 letters, digits, '.', '_' or '-'"
             )
@@ -128,7 +142,7 @@ def decode_bytes(data: bytes, name: str) -> str:
         return _normalise_newlines(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise ArticleError(
-            f"{name}: not valid UTF-8 (byte {error.start}); convert the file to UTF-8"
+            f"not valid UTF-8 (byte {error.start}); convert the file to UTF-8", name
         ) from None
 
 
@@ -243,6 +257,59 @@ def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article 
             yield error
 
 
+def parse_csv_records(raw: str, *, name: str) -> Iterator[Article | ArticleError]:
+    """Parse CSV with a header row, one article per row (columns: :data:`CSV_COLUMNS`).
+
+    A bad row does not spoil the others: it is yielded as an :class:`ArticleError` naming
+    its line. Dates such as ``2017/2/7`` become ISO ``2017-02-07`` (so that date filters
+    compare them correctly). Some exports mangle a closing curly quote and the space after
+    it into ``"?`` (``choice,"?Sen. Warren``): the space is restored, so that the stray
+    ``?`` does not end a sentence; the quote character is kept as written.
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), len(raw)))
+    reader = csv.reader(io.StringIO(raw), strict=True)
+    try:
+        header = [cell.strip().lower() for cell in next(reader, [])]
+    except csv.Error as error:
+        yield ArticleError(f"malformed CSV header ({error})", name)
+        return
+    columns = {
+        key: header.index(found)
+        for key, names in CSV_COLUMNS.items()
+        if (found := next((n for n in names if n in header), None)) is not None
+    }
+    missing = [key for key in ("title", "text") if key not in columns]
+    if missing:
+        found_columns = ", ".join(header) or "none"
+        yield ArticleError(
+            f"no {' or '.join(missing)} column in the CSV header (found: {found_columns})", name
+        )
+        return
+    default_source = Path(name).name
+    while True:
+        where = f"{name} line {reader.line_num + 1}"
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield ArticleError(f"malformed CSV ({error}); the rest of the file was skipped", where)
+            return
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield ArticleError(f"has {len(row)} fields but the header has {len(header)}", where)
+            continue
+        record: dict[str, str | None] = {key: row[i].strip() or None for key, i in columns.items()}
+        for key in ("title", "text"):
+            record[key] = _MANGLED_QUOTE_SPACE.sub('" ', record[key] or "")
+        record["published"] = _iso_date(record.get("published"))
+        try:
+            yield parse_record(record, where=where, default_source=default_source)
+        except ArticleError as error:
+            yield error
+
+
 def parse_bytes(data: bytes, name: str) -> tuple[list[Article], list[ArticleError]]:
     """Parse the content of one file, choosing the format from the name's suffix.
 
@@ -262,7 +329,10 @@ def parse_bytes(data: bytes, name: str) -> tuple[list[Article], list[ArticleErro
             return [single[suffix](raw, source=source)], []
         except ArticleError as error:
             raise ArticleError(error.reason, name) from None
-    results = list(parse_json_records(raw, name=name, lines=suffix == ".jsonl"))
+    if suffix == ".csv":
+        results = list(parse_csv_records(raw, name=name))
+    else:
+        results = list(parse_json_records(raw, name=name, lines=suffix == ".jsonl"))
     articles = [r for r in results if isinstance(r, Article)]
     problems = [r for r in results if isinstance(r, ArticleError)]
     if not results:
@@ -288,6 +358,16 @@ def _load_json(raw: str, where: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as error:
         raise ArticleError(f"invalid JSON ({error.msg} at line {error.lineno})", where) from None
+
+
+def _iso_date(value: str | None) -> str | None:
+    """``value`` as an ISO 8601 date if it is in one of :data:`_DATE_FORMATS`, else as given."""
+    for date_format in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value or "", date_format).date().isoformat()
+        except ValueError:
+            continue
+    return value
 
 
 def _meta(soup: BeautifulSoup, name: str) -> str | None:
