@@ -11,9 +11,12 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routes import router
@@ -52,6 +55,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         lifespan=lifespan,
         exception_handlers={
             RequestValidationError: _invalid_request,
+            400: _unreadable_body,
+            405: _method_not_allowed,
             IndexStoreError: _index_unavailable,
             Exception: _internal_error,
         },
@@ -62,7 +67,20 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.add_api_route("/", _page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    if settings.cors_origins:  # closed by default: no CORS headers, no preflight answers
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The service configured by ``RAG_*`` environment variables: the factory each
+    worker process calls (``uvicorn api.app:create_app_from_env --factory``)."""
+    return create_app(Settings())
 
 
 class BodyLimit:
@@ -112,6 +130,30 @@ def _describe(problem: Mapping[str, Any]) -> str:
         return f"malformed JSON: {problem['ctx']['error']} at character {problem['loc'][-1]}"
     where = ".".join(str(part) for part in problem["loc"][1:]) or "request body"
     return f"{where}: {problem['msg']}"
+
+
+async def _unreadable_body(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """A body that cannot be parsed (not UTF-8, broken multipart) is invalid input like
+    any other: a 422 saying why."""
+    if isinstance(error.__cause__, UnicodeDecodeError):
+        detail = "the request body is not valid UTF-8"
+    else:
+        detail = f"the request body cannot be read: {error.detail}"
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _method_not_allowed(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """405 whose ``Allow`` header names every method of the path (Starlette's names
+    only those of the first route with a matching path)."""
+    routes = [*router.routes, *request.app.router.routes]  # the API's and the app's own
+    methods = {
+        method
+        for route in routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
+        for method in route.methods or ()
+    }
+    headers = {"Allow": ", ".join(sorted(methods))} if methods else error.headers
+    return JSONResponse({"detail": error.detail}, status_code=405, headers=headers)
 
 
 async def _index_unavailable(request: Request, error: IndexStoreError) -> JSONResponse:

@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from index.records import ArticleFilter
+from rag.articles import ARTICLE_ID_PATTERN
 from rag.types import ArticleSummary
 
 TopK = Annotated[int, Field(ge=1, le=50, description="How many passages to retrieve (1-50).")]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_only(value: object) -> object:
+    """Let only ``YYYY-MM-DD`` strings through: pydantic alone also reads numbers and
+    numeric strings as Unix times, which the schema's ``format: date`` does not allow."""
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+ArticleId = Annotated[
+    str,
+    Field(
+        pattern=ARTICLE_ID_PATTERN.pattern,
+        description="1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    ),
+]
 
 
 class AskFilters(BaseModel):
     """Optional restrictions on which articles may answer."""
 
     source: str | None = Field(default=None, description="Only articles from this source.")
-    published_after: date | None = Field(
+    published_after: IsoDate | None = Field(
         default=None, description="Only articles published on or after this date."
     )
-    published_before: date | None = Field(
+    published_before: IsoDate | None = Field(
         default=None, description="Only articles published on or before this date."
     )
-    article_ids: list[str] | None = Field(
+    article_ids: list[ArticleId] | None = Field(
         default=None, min_length=1, max_length=1000, description="Only these articles."
     )
 
@@ -86,7 +107,7 @@ class ArticleIn(BaseModel):
 
     title: str
     text: str
-    id: str | None = Field(default=None, description="Default: a hash of title and text.")
+    id: ArticleId | None = Field(default=None, description="Default: a hash of title and text.")
     url: str | None = None
     source: str | None = None
     published: str | None = Field(default=None, description="ISO date, e.g. 2024-10-10.")

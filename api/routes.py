@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hmac
 import json
+import unicodedata
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from starlette.datastructures import UploadFile
 
 from api.models import (
+    ArticleId,
     ArticleIn,
     ArticlePage,
     AskFilters,
@@ -28,6 +30,9 @@ from rag.settings import Settings
 from rag.types import ArticleDetail, AskResult, IngestReport, Rejection
 
 router = APIRouter()
+
+MAX_OFFSET = 2**63 - 1
+"""The largest offset SQLite takes; a larger one is a 422 here, not an overflow below."""
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Must equal RAG_API_KEY; needed for writes."
@@ -116,7 +121,7 @@ def ask_get(
 @router.get("/articles", responses=_INVALID, tags=["articles"])
 def list_articles(
     pipeline: PipelineDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ArticlePage:
     """The indexed articles, in the order they were added, a page at a time."""
@@ -126,8 +131,8 @@ def list_articles(
     )
 
 
-@router.get("/articles/{article_id}", responses=_NOT_FOUND, tags=["articles"])
-def get_article(article_id: str, pipeline: PipelineDep) -> ArticleDetail:
+@router.get("/articles/{article_id}", responses={**_NOT_FOUND, **_INVALID}, tags=["articles"])
+def get_article(article_id: Annotated[ArticleId, Path()], pipeline: PipelineDep) -> ArticleDetail:
     """One article with the full text that answer and passage offsets refer to."""
     found = pipeline.article(article_id)
     if found is None:
@@ -177,10 +182,10 @@ async def add_articles(request: Request, response: Response, pipeline: PipelineD
     "/articles/{article_id}",
     status_code=204,
     dependencies=[Depends(require_api_key)],
-    responses={**_WRITE, **_NOT_FOUND},
+    responses={**_WRITE, **_NOT_FOUND, **_INVALID},
     tags=["articles"],
 )
-def delete_article(article_id: str, pipeline: PipelineDep) -> None:
+def delete_article(article_id: Annotated[ArticleId, Path()], pipeline: PipelineDep) -> None:
     """Remove an article and its passages from the index."""
     if not pipeline.delete(article_id):
         raise _not_found(article_id)
@@ -196,7 +201,7 @@ def _ask(
     pipeline: Pipeline, settings: Settings, question: str, top_k: int, filters: AskFilters
 ) -> AskResult:
     question = question.strip()
-    if not question:
+    if not _has_visible_text(question):
         raise HTTPException(422, "the question is empty")
     if len(question) > settings.max_question_chars:
         raise HTTPException(
@@ -250,6 +255,12 @@ async def _uploaded_files(request: Request) -> list[tuple[str, bytes]]:
         if not uploads:
             raise HTTPException(422, "no file in the upload: send them in a field 'files'")
         return [(upload.filename or "upload", await upload.read()) for upload in uploads]
+
+
+def _has_visible_text(text: str) -> bool:
+    """Whether ``text`` holds a letter, digit, punctuation mark or symbol: zero-width and
+    other invisible characters alone make a blank question."""
+    return any(unicodedata.category(char)[0] in "LNPS" for char in text)
 
 
 def _not_found(article_id: str) -> HTTPException:

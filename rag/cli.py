@@ -1,4 +1,4 @@
-"""The ``rag`` command line: ingest, ask, list, delete, serve."""
+"""The ``rag`` command line: ingest, ask, list, delete, serve, eval."""
 
 from __future__ import annotations
 
@@ -175,15 +175,76 @@ def check() -> None:
     )
 
 
+@app.command("eval")
+def evaluate(
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Question sets: sample, squad (default: both)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="SQuAD questions to sample (default 2000).")
+    ] = 2000,
+    all_questions: Annotated[
+        bool, typer.Option("--all", help="Ask every SQuAD question of the split.")
+    ] = False,
+    squad_path: Annotated[
+        Path | None, typer.Option(help="A file in the SQuAD JSON layout (default: ../shared).")
+    ] = None,
+    squad_split: Annotated[str, typer.Option(help="SQuAD half to report: dev or test.")] = "test",
+    variants: Annotated[
+        list[str] | None,
+        typer.Option("--variant", help="Ablation variants to run (default: all)."),
+    ] = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="Refit the answer calibration on the dev splits first.")
+    ] = False,
+    url: Annotated[
+        str | None, typer.Option(help="Evaluate a running service (POST {url}/ask).")
+    ] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
+) -> None:
+    """Evaluate answer quality: metrics table, JSON report and plots in eval/reports/."""
+    import httpx
+
+    from eval.datasets import DatasetError
+    from eval.reports import TABLE_WIDTH
+    from eval.run import EvalConfigError, EvalOptions, Evaluation
+
+    defaults = EvalOptions()
+    try:
+        options = EvalOptions(
+            sets=tuple(sets or defaults.sets),
+            squad_path=squad_path or defaults.squad_path,
+            squad_split=squad_split,
+            limit=None if all_questions else limit,
+            variants=tuple(variants or defaults.variants),
+            url=url,
+            calibrate=calibrate,
+            report_dir=report_dir or defaults.report_dir,
+        )
+        wide = Console(width=max(console.width, TABLE_WIDTH))
+        Evaluation(options, Settings(), wide).run()
+    except (DatasetError, EvalConfigError, httpx.HTTPError) as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes sharing the index directory.")
+    ] = 1,
 ) -> None:
     """Run the HTTP service and web form (indexes the sample articles if there is no index)."""
     import uvicorn
 
-    from api.app import create_app
-
     settings = Settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    uvicorn.run(
+        "api.app:create_app_from_env",  # each worker builds the app from RAG_* variables
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+    )

@@ -40,12 +40,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder(
-            settings.model_name,
-            settings.model_path,
-            batch_size=settings.embed_batch_size,
-            threads=settings.torch_threads,
-        )
+        self.embedder = embedder or Embedder.from_settings(settings)
         self.splitter = SentenceSplitter(settings.max_sentence_chars)
         self.chunker = Chunker(
             self.splitter,
@@ -64,7 +59,12 @@ class Pipeline:
         if settings.answer_threshold is not None:
             calibration = dataclasses.replace(calibration, threshold=settings.answer_threshold)
         self.extractor = SentenceExtractor(self.embedder, self.splitter, calibration)
-        self.store = IndexStore(settings.index_dir, settings.model_name, self.embedder.dimension)
+        self.store = IndexStore(
+            settings.index_dir,
+            settings.model_name,
+            self.embedder.dimension,
+            backend=self.embedder.backend,
+        )
         self._snapshot: Snapshot | None = None
         self._reload_lock = threading.Lock()
 
@@ -211,8 +211,9 @@ class Pipeline:
         on_progress: ProgressCallback | None = None,
         report: IngestReport | None = None,
     ) -> IngestReport:
-        """Add ``(origin name, article)`` pairs: duplicates are skipped, new ones chunked,
-        embedded and committed in batches (an interrupted ingest keeps whole batches)."""
+        """Add ``(origin name, article)`` pairs: duplicates are skipped, articles over
+        ``max_article_chars`` rejected, new ones chunked, embedded and committed in batches
+        (an interrupted ingest keeps whole batches)."""
         report = report or IngestReport()
         with self.store.writing() as base:
             fresh = self._new_articles(base, list(articles), report)
@@ -279,7 +280,17 @@ class Pipeline:
     ) -> list[Article]:
         fresh: dict[str, Article] = {}
         hashes: dict[str, str] = {}
+        limit = self.settings.max_article_chars
         for origin, article in articles:
+            if len(article.text) > limit:
+                report.rejected.append(
+                    Rejection(
+                        name=origin,
+                        reason=f"the article text is {len(article.text):,} characters long; "
+                        f"the limit is {limit:,} (RAG_MAX_ARTICLE_CHARS)",
+                    )
+                )
+                continue
             existing = base.records.article_by_hash(article.content_hash) if base else None
             duplicate_of = existing.id if existing else hashes.get(article.content_hash)
             if duplicate_of is not None:

