@@ -48,6 +48,9 @@ def offline() -> None:
 def load_sentence_transformer(model_path: Path, threads: int) -> SentenceTransformer:
     """The model in ``model_path`` on the CPU, loaded without touching the network."""
     offline()
+    # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning
+    # threads made a single query ~20x slower (measured with bench/http_latency.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from sentence_transformers import SentenceTransformer
 
