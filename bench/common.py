@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,10 @@ class Report:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, memory and library versions (figures drift between machines)."""
-    import faiss
-    import numpy
-    import onnxruntime
-    import torch
+    """CPU model, cores, memory and library versions (figures drift between machines).
 
+    Versions come from package metadata: importing PyTorch here would start its thread
+    pool before the encoder sets it up."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
@@ -109,10 +108,7 @@ def machine() -> dict[str, Any]:
         "cores": cores,
         "memory_gib": round(memory_gib, 1),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "faiss": faiss.__version__,
-        "numpy": numpy.__version__,
+        **{name: version(name) for name in ("torch", "onnxruntime", "faiss-cpu", "numpy")},
         "load_average": os.getloadavg(),
     }
 
