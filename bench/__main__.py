@@ -33,6 +33,7 @@ class Options:
     tiny: bool
     articles: int | None
     scale_chunks: int
+    rounds: int
     output: Path
     work: Path
 
@@ -63,7 +64,7 @@ def run_ingest(report: Report, options: Options, console: Console) -> None:
     data = ingest.news_subset(options.articles, options.work, NEWS_CSV)
     console.print(f"ingest: {data.name}, torch backend")
     ingest.run_resume(report, settings, embedder, data, options.work)
-    ingest.run(report, settings, embedder, data, rounds=1 if options.tiny else 2)
+    ingest.run(report, settings, embedder, data, rounds=options.rounds)
 
 
 def run_backends(report: Report, options: Options, console: Console) -> None:
@@ -107,6 +108,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scale-chunks", type=int, default=None, help="synthetic chunks (default 1,000,000)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="ingest rounds, best kept (default 2)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="JSON and PNG go here")
     args = parser.parse_args(argv)
     unknown = set(args.benches) - set(BENCHES)
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> Report:
             tiny=args.tiny,
             articles=articles or None,
             scale_chunks=args.scale_chunks or (2_000 if args.tiny else 1_000_000),
+            rounds=args.rounds or (1 if args.tiny else 2),
             output=args.output,
             work=Path(work),
         )

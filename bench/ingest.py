@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bench.common import NEWS_CSV, Figure, Report, ratio_figure, timed
 from rag.articles import parse_bytes
-from rag.embedding import Embedder
-from rag.encoders import TorchEncoder, Vectors
+from rag.embedding import Embedder, PassageVectors, SentenceSpans
+from rag.encoders import TorchEncoder
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -58,10 +58,15 @@ class TimedEmbedder(Embedder):
 
     seconds = 0.0
 
-    def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> Vectors:
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        sentence_spans: Sequence[SentenceSpans],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> PassageVectors:
         started = time.perf_counter()
         try:
-            return super().embed(texts, on_batch)
+            return super().embed_passages(texts, sentence_spans, on_batch)
         finally:
             self.seconds += time.perf_counter() - started
 

@@ -126,13 +126,17 @@ def synthetic_articles(
 
 
 def _article(article_id: str, texts: list[str], vectors: Vectors) -> NewArticle:
-    """One article whose text is its chunks' texts, one per line (offsets exact)."""
+    """One article whose text is its chunks' texts, one per line (offsets exact); each
+    chunk is one sentence, whose vector is the chunk's."""
     article = Article.create(f"Synthetic article {article_id}", "\n".join(texts), id=article_id)
     chunks, start = [], 0
     for ordinal, text in enumerate(texts):
-        chunks.append(Chunk(article_id, ordinal, start, start + len(text), text))
-        start += len(text) + 1
-    return NewArticle(article, chunks, vectors)
+        end = start + len(text)
+        chunks.append(Chunk(article_id, ordinal, start, end, text, ((start, end),)))
+        start = end + 1
+    return NewArticle(
+        article, chunks, vectors, [vectors[row : row + 1] for row in range(len(chunks))]
+    )
 
 
 def build(

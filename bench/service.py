@@ -47,10 +47,16 @@ def sample_index(work: Path) -> Path:
 SERVICE_VARIANTS: dict[str, dict[str, str]] = {
     "torch, 2 threads": {"RAG_EMBED_BACKEND": "torch", "RAG_TORCH_THREADS": "2"},
     "torch, 1 thread": {"RAG_EMBED_BACKEND": "torch", "RAG_TORCH_THREADS": "1"},
+    "torch, 1 thread, no query batching": {
+        "RAG_EMBED_BACKEND": "torch",
+        "RAG_TORCH_THREADS": "1",
+        "RAG_QUERY_BATCH_MAX": "1",
+    },
     "onnx, 1 thread": {"RAG_EMBED_BACKEND": "onnx", "RAG_TORCH_THREADS": "1"},
 }
 """Ways to run the service over the same (PyTorch-built) index: float32 ONNX vectors are
-compatible with it, so the query encoder can change without re-embedding anything."""
+compatible with it, so the query encoder can change without re-embedding anything. The
+variant without query batching is the "before" of :mod:`rag.batching`."""
 
 
 def run_startup(report: Report, work: Path, *, tiny: bool, log: Console) -> None:
@@ -168,8 +174,7 @@ class Stopwatch:
 
 def run_profile(report: Report, index_dir: Path, name: str) -> None:
     """Where the time of ``Pipeline.ask`` (all of ``/ask`` but HTTP) goes, for questions
-    asked the first time (cold: their sentences get embedded) and again (warm: cached);
-    PyTorch on one thread."""
+    asked the first time (cold) and again (warm); PyTorch on one thread."""
     settings = Settings(index_dir=index_dir, seed_sample_articles=False, torch_threads=1)
     pipeline = Pipeline.open(settings)
     pipeline.ask("warm up the model")
@@ -179,8 +184,7 @@ def run_profile(report: Report, index_dir: Path, name: str) -> None:
     watch.watch(pipeline.embedder, "embed_query", "query embedding")
     watch.watch(pipeline.retriever, "retrieve", "retrieval (FAISS + BM25 + fusion)")
     watch.watch(pipeline.extractor, "answers", "extraction, all of it")
-    watch.watch(pipeline.extractor.vectors, "get", "extraction: sentence embedding")
-    watch.watch(pipeline.extractor.splitter, "split", "extraction: sentence splitting")
+    watch.watch(snapshot.records, "sentence_vectors", "SQLite: sentence vectors")
     watch.watch(snapshot.records, "chunks", "SQLite: chunks")
     watch.watch(snapshot.records, "article", "SQLite: articles")
     for label in ("cold", "warm"):

@@ -19,8 +19,7 @@ from eval.clients import InProcessAnswerer
 from eval.datasets import Example
 from eval.harness import ArticleBook
 from eval.metrics import contains_answer
-from rag.chunking import Chunk
-from rag.extraction import FEATURES, Calibration, PassageHit
+from rag.extraction import FEATURES, Calibration
 from rag.pipeline import Pipeline
 
 Floats = npt.NDArray[np.float64]
@@ -61,16 +60,11 @@ def collect(
     labels: list[bool] = []
     owners: list[int] = []
     for number, example in enumerate(examples):
-        result = pipeline.ask(example.question, top_k=top_k)
-        hits = [
-            PassageHit(
-                Chunk(p.article_id, int(p.passage_id.rsplit(":", 1)[1]), p.start, p.end, p.text),
-                p.score,
-            )
-            for p in result.passages
-        ]
-        vector = pipeline.embedder.embed_query(example.question)
-        for candidate in pipeline.extractor.candidates(example.question, vector, hits):
+        retrieval = pipeline.retrieve(example.question, top_k=top_k)
+        candidates = pipeline.extractor.candidates(
+            example.question, retrieval.question_vector, retrieval.hits
+        )
+        for candidate in candidates:
             rows.append([candidate.features[name] for name in FEATURES])
             labels.append(
                 example.answerable

@@ -8,8 +8,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from index.store import FORMAT_VERSION
 from rag.articles import Article
-from rag.embedding import Embedder
+from rag.embedding import Embedder, vector_space
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -21,6 +22,8 @@ def index_key(settings: Settings, fingerprint: str) -> str:
     inputs = {
         "data": fingerprint,
         "model": settings.model_name,
+        "vectors": vector_space(settings.embed_backend),
+        "index_format": FORMAT_VERSION,
         "chunk_max_tokens": settings.chunk_max_tokens,
         "chunk_overlap_sentences": settings.chunk_overlap_sentences,
         "max_sentence_chars": settings.max_sentence_chars,

@@ -21,7 +21,6 @@ from eval.metrics import reliability
 from rag.embedding import Embedder
 from rag.extraction import Granularity
 from rag.pipeline import Pipeline
-from rag.retrieval import BestSentenceScorer
 from rag.settings import PROJECT_ROOT, FusionMethod, RetrievalMode, Settings
 
 SetName = Literal["sample", "squad"]
@@ -37,17 +36,23 @@ class Variant:
     name: str
     mode: RetrievalMode
     fusion: FusionMethod = "weighted"
-    best_sentence: bool = False
+    sentence_rescore: bool = False
     granularity: Granularity = "sentence"
 
 
 VARIANTS = (
+    Variant("hybrid-weighted+sentence", "hybrid", "weighted", sentence_rescore=True),
     Variant("hybrid-weighted", "hybrid", "weighted"),
     Variant("hybrid-rrf", "hybrid", "rrf"),
     Variant("dense", "dense"),
     Variant("lexical", "lexical"),
-    Variant("hybrid-weighted+sentence", "hybrid", "weighted", best_sentence=True),
-    Variant("hybrid-weighted-span", "hybrid", "weighted", granularity="span"),
+    Variant(
+        "hybrid-weighted+sentence-span",
+        "hybrid",
+        "weighted",
+        sentence_rescore=True,
+        granularity="span",
+    ),
 )
 
 
@@ -74,6 +79,15 @@ class EvalOptions:
         _check_choices("question set", self.sets, SET_NAMES)
         _check_choices("variant", self.variants, tuple(v.name for v in VARIANTS))
         _check_choices("SQuAD split", (self.squad_split,), SPLITS)
+
+
+def _rescore_weight(settings: Settings, variant: Variant) -> float:
+    """The settings' sentence re-scoring weight (its default when they turn it off) for
+    variants that re-score, 0 for the others."""
+    if not variant.sentence_rescore:
+        return 0.0
+    default = Settings.model_fields["sentence_rescore_weight"].default
+    return settings.sentence_rescore_weight or float(default)
 
 
 class EvalConfigError(ValueError):
@@ -121,16 +135,13 @@ class Evaluation:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            s = self.settings
-            self._embedder = Embedder(
-                s.model_name, s.model_path, s.embed_batch_size, s.torch_threads
-            )
+            self._embedder = Embedder.from_settings(self.settings)
             self._embedder.warm_up()
         return self._embedder
 
     def pipeline(self, name: SetName, questions: QuestionSet) -> Pipeline:
         """A pipeline over the set's articles (ours: the sample folder), its index cached
-        on disk and every indexed sentence embedded up front (built once per run)."""
+        on disk (built once per run)."""
         if name in self._pipelines:
             return self._pipelines[name]
         if name == "sample":
@@ -148,15 +159,6 @@ class Evaluation:
                 articles,
                 lambda done, total: progress.update(task, completed=done, total=total),
             )
-            progress.update(task, description=f"embedding the sentences of {name}")
-            snapshot = pipeline.refresh()
-            if snapshot is not None:
-                started = time.perf_counter()
-                count = pipeline.extractor.prepare(c.chunk for c in snapshot.records.all_chunks())
-                self.log.print(
-                    f"{name}: {snapshot.manifest['chunks']} chunks, {count} sentences embedded "
-                    f"in {time.perf_counter() - started:.0f} s"
-                )
         self._pipelines[name] = pipeline
         return pipeline
 
@@ -199,20 +201,16 @@ class Evaluation:
 
     def _variant(self, base: Pipeline, variant: Variant) -> Pipeline:
         """A pipeline over the base's index with the variant's retrieval settings and the
-        calibration now on disk, sharing the base's sentence vectors: every variant runs
-        with all sentences embedded, so latencies compare (and are warm-cache figures)."""
+        calibration now on disk."""
         settings = base.settings.model_copy(
-            update={"retrieval_mode": variant.mode, "fusion": variant.fusion}
+            update={
+                "retrieval_mode": variant.mode,
+                "fusion": variant.fusion,
+                "sentence_rescore_weight": _rescore_weight(base.settings, variant),
+            }
         )
         pipeline = Pipeline.open(settings, self.embedder)
-        pipeline.extractor.vectors = base.extractor.vectors
         pipeline.extractor.granularity = variant.granularity
-        if variant.best_sentence:
-            pipeline.retriever.rescorer = BestSentenceScorer(
-                lambda rowids: _chunk_texts(pipeline, rowids),
-                pipeline.splitter,
-                pipeline.extractor.vectors,
-            )
         return pipeline
 
     def _ask(
@@ -290,7 +288,7 @@ class Evaluation:
             fusion_matters = variant.mode == "hybrid"
             if (
                 variant.granularity == "sentence"
-                and not variant.best_sentence
+                and variant.sentence_rescore == (s.sentence_rescore_weight > 0)
                 and variant.mode == s.retrieval_mode
                 and (variant.fusion == s.fusion or not fusion_matters)
             ):
@@ -311,10 +309,3 @@ class Evaluation:
             transient=True,
         ) as progress:
             yield progress
-
-
-def _chunk_texts(pipeline: Pipeline, rowids: Sequence[int]) -> dict[int, str]:
-    snapshot = pipeline.refresh()
-    if snapshot is None:
-        return {}
-    return {rowid: stored.chunk.text for rowid, stored in snapshot.records.chunks(rowids).items()}

@@ -1,14 +1,22 @@
-"""SQLite records: the articles (full text and metadata) and their chunks."""
+"""SQLite records: the articles (full text and metadata), their chunks, and the chunks'
+sentences (offsets, and vectors stored as float16)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from rag.articles import Article
 from rag.chunking import Chunk
+
+_CHUNK_COLUMNS = 'rowid, article_id, ordinal, start, "end", text, sentences'
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -29,6 +37,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
     text TEXT NOT NULL,
+    sentences TEXT NOT NULL,
+    sentence_vectors BLOB NOT NULL,
     UNIQUE (article_id, ordinal)
 );
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
@@ -88,8 +98,14 @@ class RecordStore:
         self.connection.commit()
 
     # -- writes -----------------------------------------------------------------
-    def insert_article(self, article: Article, chunks: Sequence[Chunk]) -> list[int]:
-        """Store an article and its chunks; returns the chunks' new row ids."""
+    def insert_article(
+        self,
+        article: Article,
+        chunks: Sequence[Chunk],
+        sentence_vectors: Sequence[npt.NDArray[np.float32]],
+    ) -> list[int]:
+        """Store an article and its chunks, each with one vector per sentence; returns
+        the chunks' new row ids."""
         self.connection.execute(
             "INSERT INTO articles (id, title, text, url, source, published, dateline, content_hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -105,11 +121,21 @@ class RecordStore:
             ),
         )
         rowids = []
-        for chunk in chunks:
+        for chunk, vectors in zip(chunks, sentence_vectors, strict=True):
+            if len(vectors) != len(chunk.sentences):
+                raise ValueError(f"{len(vectors)} vectors for {len(chunk.sentences)} sentences")
             cursor = self.connection.execute(
-                'INSERT INTO chunks (article_id, ordinal, start, "end", text)'
-                " VALUES (?, ?, ?, ?, ?)",
-                (chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text),
+                'INSERT INTO chunks (article_id, ordinal, start, "end", text, sentences,'
+                " sentence_vectors) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    chunk.article_id,
+                    chunk.ordinal,
+                    chunk.start,
+                    chunk.end,
+                    chunk.text,
+                    json.dumps(chunk.sentences, separators=(",", ":")),
+                    np.asarray(vectors, dtype="<f2").tobytes(),
+                ),
             )
             assert cursor.lastrowid is not None
             rowids.append(cursor.lastrowid)
@@ -135,6 +161,15 @@ class RecordStore:
         rows = [row[0] for row in self.connection.execute("PRAGMA integrity_check")]
         return [] if rows == ["ok"] else [f"{self.path}: {row}" for row in rows]
 
+    def mismatched_sentence_vectors(self, dimension: int) -> int:
+        """How many chunks do not hold one ``dimension``-long vector per sentence."""
+        row = self.connection.execute(
+            "SELECT COUNT(*) FROM chunks"
+            " WHERE length(sentence_vectors) != json_array_length(sentences) * ?",
+            (2 * dimension,),
+        ).fetchone()
+        return int(row[0])
+
     def count_articles(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
 
@@ -157,24 +192,29 @@ class RecordStore:
 
     def all_chunks(self) -> Iterable[StoredChunk]:
         """Every chunk, in row-id order."""
-        for row in self.connection.execute(
-            'SELECT rowid, article_id, ordinal, start, "end", text FROM chunks ORDER BY rowid'
-        ):
-            yield StoredChunk(row[0], Chunk(*row[1:]))
+        for row in self.connection.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY rowid"):
+            yield _stored_chunk(row)
 
     def chunks(self, rowids: Sequence[int]) -> dict[int, StoredChunk]:
         """The chunks with these row ids, keyed by row id."""
-        found: dict[int, StoredChunk] = {}
+        return {row[0]: _stored_chunk(row) for row in self._select_rows(_CHUNK_COLUMNS, rowids)}
+
+    def sentence_vectors(self, rowids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        """For each of these chunks, its sentence vectors (a row per sentence), by row id."""
+        return {
+            row[0]: np.frombuffer(row[2], dtype="<f2")
+            .reshape(len(json.loads(row[1])), -1)
+            .astype(np.float32)
+            for row in self._select_rows("rowid, sentences, sentence_vectors", rowids)
+        }
+
+    def _select_rows(self, columns: str, rowids: Sequence[int]) -> Iterable[tuple[Any, ...]]:
         for start in range(0, len(rowids), 500):
             batch = [int(r) for r in rowids[start : start + 500]]
             marks = ",".join("?" * len(batch))
-            for row in self.connection.execute(
-                f'SELECT rowid, article_id, ordinal, start, "end", text FROM chunks'
-                f" WHERE rowid IN ({marks})",
-                batch,
-            ):
-                found[row[0]] = StoredChunk(row[0], Chunk(*row[1:]))
-        return found
+            yield from self.connection.execute(
+                f"SELECT {columns} FROM chunks WHERE rowid IN ({marks})", batch
+            )
 
     def chunk_rowids(self, where: ArticleFilter) -> set[int]:
         """Row ids of the chunks whose article passes the filter."""
@@ -218,3 +258,9 @@ class RecordStore:
             )
             for row in self.connection.execute(sql, params)
         ]
+
+
+def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:
+    rowid, article_id, ordinal, start, end, text, sentences = row
+    spans = tuple((int(a), int(b)) for a, b in json.loads(sentences))
+    return StoredChunk(rowid, Chunk(article_id, ordinal, start, end, text, spans))

@@ -37,7 +37,8 @@ from rag.articles import Article
 from rag.chunking import Chunk
 from rag.embedding import vector_space
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: chunks carry the offsets and vectors of their sentences."""
 KEEP_VERSIONS = 2
 _CURRENT = "current"
 
@@ -48,11 +49,13 @@ class IndexStoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class NewArticle:
-    """An article ready to store: its chunks and their vectors (one row per chunk)."""
+    """An article ready to store: its chunks, their vectors (one row per chunk) and, per
+    chunk, the vectors of its sentences."""
 
     article: Article
     chunks: Sequence[Chunk]
     vectors: npt.NDArray[np.float32]
+    sentence_vectors: Sequence[npt.NDArray[np.float32]]
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Snapshot:
             problems.append(
                 f"manifest counts {self.manifest.get('chunks')} chunks, records {chunks}"
             )
+        mismatched = self.records.mismatched_sentence_vectors(int(self.manifest["dimension"]))
+        if mismatched:
+            problems.append(f"{mismatched} chunks lack a vector for each of their sentences")
         if self.manifest.get("articles") != self.records.count_articles():
             problems.append("manifest article count differs from the records")
         stored = {c.rowid for c in self.records.all_chunks()}
@@ -132,7 +138,8 @@ class IndexStore:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexStoreError(
                 f"{manifest_path}: index format {manifest.get('format_version')} is not "
-                f"supported (expected {FORMAT_VERSION}); rebuild the index"
+                f"supported (expected {FORMAT_VERSION}); run `rag rebuild` to re-index the "
+                "stored articles"
             )
         if (
             manifest.get("model_name") != self.model_name
@@ -233,7 +240,7 @@ class IndexStore:
                 vectors = base.vectors.copy()
             vectors.remove(records.delete_articles(delete))
             for item in add:
-                rowids = records.insert_article(item.article, item.chunks)
+                rowids = records.insert_article(item.article, item.chunks, item.sentence_vectors)
                 vectors.add(item.vectors, np.asarray(rowids, dtype=np.int64))
             vectors = vectors.tuned()
             records.commit()

@@ -6,7 +6,7 @@ Invariant: for every span produced here, ``text[span.start:span.end] == span.tex
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import syntok.segmenter
@@ -35,6 +35,13 @@ class Chunk:
     start: int
     end: int
     text: str
+    sentences: tuple[tuple[int, int], ...]
+    """``(start, end)`` of each sentence, in article offsets, in order."""
+
+    def sentence_spans(self) -> Iterator[Span]:
+        """The chunk's sentences, with article offsets."""
+        for start, end in self.sentences:
+            yield Span(start, end, self.text[start - self.start : end - self.start])
 
     @property
     def passage_id(self) -> str:
@@ -120,6 +127,7 @@ class Chunker:
                 start=sentences[first].start,
                 end=sentences[last].end,
                 text=text[sentences[first].start : sentences[last].end],
+                sentences=tuple((s.start, s.end) for s in sentences[first : last + 1]),
             )
             for ordinal, (first, last) in enumerate(windows)
         ]

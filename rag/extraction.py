@@ -1,6 +1,7 @@
 """Extractive answering: score the sentences of the retrieved passages against the question.
 
-Each sentence gets four features: its cosine similarity to the question, the share of
+Each sentence gets four features: the cosine similarity of its vector (pooled from its
+passage's token vectors at ingest) to the question's, the share of
 the question's content words it contains, the retrieval score of its passage, and
 whether it holds something of the kind the question asks for (a number for "how many",
 a date for "when", a name for "who"/"where"/"which country"; 1 when the question asks
@@ -15,8 +16,7 @@ import dataclasses
 import json
 import math
 import re
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,8 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.lexical import tokenize
-from rag.chunking import Chunk, SentenceSplitter
-from rag.embedding import Embedder
+from rag.chunking import Chunk
 
 FEATURES = ("dense", "lexical", "passage", "answer_type")
 Granularity = Literal["sentence", "span"]
@@ -131,10 +130,12 @@ class Calibration:
 
 @dataclass(frozen=True)
 class PassageHit:
-    """A retrieved chunk and its retrieval score, as input to extraction."""
+    """A retrieved chunk, its retrieval score and its sentence vectors (a row per
+    sentence, pooled at ingest), as input to extraction."""
 
     chunk: Chunk
     score: float
+    sentence_vectors: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -179,83 +180,45 @@ def answer_span(sentence: str, kind: str | None, question: str) -> tuple[int, in
     return start, len(sentence[:end].rstrip(".,;:"))
 
 
-class SentenceVectors:
-    """Embeddings of sentence texts, computed once and kept (least recently used out)."""
-
-    def __init__(self, embedder: Embedder, size: int = 50_000) -> None:
-        self.embedder = embedder
-        self.size = size
-        self._vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
-
-    def get(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """One row per text, embedding only the texts not seen before."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
-                self._vectors[text] = vector
-            while len(self._vectors) > self.size:
-                self._vectors.popitem(last=False)
-        for text in texts:
-            self._vectors.move_to_end(text)
-        return np.stack([self._vectors[t] for t in texts])
-
-
 class SentenceExtractor:
     """Picks the sentences that best answer a question from retrieved passages."""
 
-    def __init__(
-        self,
-        embedder: Embedder,
-        splitter: SentenceSplitter,
-        calibration: Calibration,
-        cache_size: int = 50_000,
-        vectors: SentenceVectors | None = None,
-        granularity: Granularity = "sentence",
-    ) -> None:
-        self.embedder = embedder
-        self.splitter = splitter
+    def __init__(self, calibration: Calibration, granularity: Granularity = "sentence") -> None:
         self.calibration = calibration
-        self.vectors = vectors or SentenceVectors(embedder, cache_size)
         self.granularity = granularity
-
-    def prepare(self, chunks: Iterable[Chunk], batch: int = 256) -> int:
-        """Embed the sentences of these chunks ahead of any question (a warm-up);
-        returns how many sentences were seen."""
-        texts = [s.text for chunk in chunks for s in self.splitter.split(chunk.text)]
-        for start in range(0, len(texts), batch):
-            self.vectors.get(texts[start : start + batch])
-        return len(texts)
 
     def candidates(
         self, question: str, question_vector: npt.NDArray[np.float32], hits: Sequence[PassageHit]
     ) -> list[SentenceCandidate]:
         """Every distinct sentence of the hits, scored, best first.
 
-        A sentence seen in several overlapping passages is kept once, cited from the
-        passage that scored best; sentences with the same wording are merged too.
+        A sentence seen in several overlapping passages is kept once, cited from (and with
+        the vector pooled in) the passage that scored best; sentences with the same
+        wording are merged too.
         """
-        seen: dict[tuple[str, int, int], tuple[str, Chunk, float]] = {}
+        seen: dict[tuple[str, int, int], tuple[str, Chunk, float, float]] = {}
         for hit in sorted(hits, key=lambda h: -h.score):
-            chunk = hit.chunk
-            for sentence in self.splitter.split(chunk.text):
-                key = (chunk.article_id, chunk.start + sentence.start, chunk.start + sentence.end)
-                seen.setdefault(key, (sentence.text, chunk, hit.score))
+            similarities = hit.sentence_vectors @ question_vector
+            for sentence, similarity in zip(
+                hit.chunk.sentence_spans(), similarities.tolist(), strict=True
+            ):
+                key = (hit.chunk.article_id, sentence.start, sentence.end)
+                seen.setdefault(key, (sentence.text, hit.chunk, hit.score, similarity))
         if not seen:
             return []
-        texts = [text for text, _, _ in seen.values()]
-        similarities = self.vectors.get(texts) @ question_vector
+        texts = [text for text, _, _, _ in seen.values()]
         question_terms = set(tokenize([question])[0])
         sentence_terms = tokenize(texts)
         kind = answer_kind(question)
         scored: list[SentenceCandidate] = []
-        for (key, (text, chunk, passage_score)), similarity, terms in zip(
-            seen.items(), similarities, sentence_terms, strict=True
+        for (key, (text, chunk, passage_score, similarity)), terms in zip(
+            seen.items(), sentence_terms, strict=True
         ):
             overlap = (
                 len(question_terms & set(terms)) / len(question_terms) if question_terms else 0.0
             )
             features = {
-                "dense": float(similarity),
+                "dense": similarity,
                 "lexical": overlap,
                 "passage": passage_score,
                 "answer_type": float(offers_kind(text, kind, question)),

@@ -1,11 +1,16 @@
 """Export the sentence-transformer to ONNX, offline, from the installed weights.
 
 The graph holds the whole sentence-transformer (BERT, mean pooling, L2 normalisation),
-so ONNX Runtime returns the final vectors. After ``torch.onnx.export`` the graph goes
-through ONNX Runtime's BERT optimiser (fused attention, LayerNorm and GELU) and, for
-``int8``, dynamic per-channel int8 quantisation of the weights. Every export is checked
-against PyTorch on probe sentences before it is cached under ``<cache_dir>/<key>/``,
-where the key changes with the weights, the ONNX Runtime version and this recipe.
+so ONNX Runtime returns the final vectors; a second output gives the token vectors
+(BERT's last hidden states) that sentence vectors are pooled from. After
+``torch.onnx.export`` the ``fp32`` graph goes through ONNX Runtime's BERT optimiser
+(fused attention, LayerNorm and GELU); the ``int8`` graph is the raw export with the
+weights of every MatMul quantised per channel (dynamic quantisation; ONNX Runtime fuses
+the rest when it loads the graph). Quantising the raw graph, attention left in float32,
+was faster here than quantising the optimised one (measured by bench/backends.py).
+Every export is checked against PyTorch on probe sentences before it is
+cached under ``<cache_dir>/<key>/``, where the key changes with the weights, the ONNX
+Runtime version and this recipe.
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from rag.encoders import load_sentence_transformer
+from rag.encoders import SENTENCE_OUTPUT, TOKEN_OUTPUT, load_sentence_transformer
 
 if TYPE_CHECKING:
     import onnx
 
 Precision = Literal["fp32", "int8"]
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 3
 """Bump when the export steps change, so that cached graphs are rebuilt."""
 MIN_COSINE: dict[Precision, float] = {"fp32": 0.9999, "int8": 0.98}
 """Least cosine similarity to the PyTorch vectors that an export must reach."""
@@ -79,12 +84,11 @@ def _export(model_path: Path, work_dir: Path, precision: Precision, threads: int
     graph = onnx.load(str(raw))
     _scale_by_division(graph)
     onnx.save(graph, str(raw))
-    optimised = work_dir / "fp32.onnx"
-    _optimise(raw, optimised, bert.config.num_attention_heads, bert.config.hidden_size)
-    final = optimised
+    final = work_dir / f"{precision}.onnx"
     if precision == "int8":
-        final = work_dir / "int8.onnx"
-        _quantise(optimised, final)
+        _quantise(raw, final)
+    else:
+        _optimise(raw, final, bert.config.num_attention_heads, bert.config.hidden_size)
     _verify(final, model, model_path, precision, threads)
     return final
 
@@ -106,7 +110,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _torch_export(bert: Any, features: dict[str, Any], path: Path) -> None:
-    """Trace BERT + mean pooling + normalisation into one ONNX graph."""
+    """Trace BERT + mean pooling + normalisation into one ONNX graph (which also
+    outputs the token vectors)."""
     import torch
 
     class SentenceGraph(torch.nn.Module):
@@ -122,7 +127,7 @@ def _torch_export(bert: Any, features: dict[str, Any], path: Path) -> None:
             ).last_hidden_state
             weights = attention_mask.unsqueeze(-1).to(tokens.dtype)
             mean = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1), tokens
 
     bert.config._attn_implementation = "eager"
     axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
@@ -132,8 +137,8 @@ def _torch_export(bert: Any, features: dict[str, Any], path: Path) -> None:
             tuple(features[name] for name in _INPUTS),
             str(path),
             input_names=list(_INPUTS),
-            output_names=["sentence_embedding"],
-            dynamic_axes={**axes, "sentence_embedding": {0: "batch"}},
+            output_names=[SENTENCE_OUTPUT, TOKEN_OUTPUT],
+            dynamic_axes={**axes, SENTENCE_OUTPUT: {0: "batch"}, TOKEN_OUTPUT: axes["input_ids"]},
             opset_version=17,
             dynamo=False,
         )
@@ -190,7 +195,9 @@ def _quantise(source: Path, target: Path) -> None:
         str(target),
         weight_type=QuantType.QInt8,
         per_channel=True,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        reduce_range=False,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from index.records import ArticleFilter, RecordStore
@@ -13,8 +14,9 @@ from index.store import IndexStore, NewArticle, Snapshot
 from rag.articles import Article, ArticleError, iter_article_files, parse_bytes
 from rag.chunking import Chunker, SentenceSplitter
 from rag.embedding import Embedder
+from rag.encoders import Vectors
 from rag.extraction import Calibration, PassageHit, SentenceExtractor
-from rag.retrieval import Retriever
+from rag.retrieval import BestSentenceScorer, Retriever
 from rag.settings import Settings
 from rag.types import (
     Answer,
@@ -54,11 +56,12 @@ class Pipeline:
             dense_weight=settings.dense_weight,
             rrf_k=settings.rrf_k,
             candidate_pool=settings.candidate_pool,
+            rescore_weight=settings.sentence_rescore_weight,
         )
         calibration = Calibration.load(settings.calibration_path)
         if settings.answer_threshold is not None:
             calibration = dataclasses.replace(calibration, threshold=settings.answer_threshold)
-        self.extractor = SentenceExtractor(self.embedder, self.splitter, calibration)
+        self.extractor = SentenceExtractor(calibration)
         self.store = IndexStore(
             settings.index_dir,
             settings.model_name,
@@ -93,24 +96,45 @@ class Pipeline:
                 self._snapshot = self.store.load()
             return self._snapshot
 
+    def retrieve(
+        self, question: str, top_k: int = 5, where: ArticleFilter | None = None
+    ) -> Retrieval:
+        """Embed the question and find the ``top_k`` best passages, with their sentence
+        vectors (no passages when the index is empty or nothing passes ``where``)."""
+        snapshot = self.refresh()
+        if snapshot is None or not snapshot.vectors.size:
+            return Retrieval(snapshot, self.embedder.embed_query(question), [])
+        allowed = None
+        if where is not None and not where.is_empty:
+            allowed = snapshot.records.chunk_rowids(where)
+        question_vector = self.embedder.embed_query(question)
+        records = snapshot.records
+        rescorer = BestSentenceScorer(records.sentence_vectors)
+        scored = self.retriever.retrieve(
+            snapshot.vectors,
+            snapshot.lexical,
+            question,
+            question_vector,
+            top_k,
+            allowed,
+            rescorer if self.settings.sentence_rescore_weight > 0 else None,
+        )
+        rowids = [s.rowid for s in scored]
+        stored, sentence_vectors = records.chunks(rowids), records.sentence_vectors(rowids)
+        hits = [
+            PassageHit(stored[s.rowid].chunk, s.score, sentence_vectors[s.rowid]) for s in scored
+        ]
+        return Retrieval(snapshot, question_vector, hits)
+
     def ask(self, question: str, top_k: int = 5, where: ArticleFilter | None = None) -> AskResult:
         """Answer a question with verbatim, cited sentences; no answers means abstention."""
         started = time.perf_counter()
-        snapshot = self.refresh()
+        retrieval = self.retrieve(question, top_k, where)
         answers: list[Answer] = []
         passages: list[Passage] = []
-        if snapshot is not None and snapshot.vectors.size:
-            allowed = None
-            if where is not None and not where.is_empty:
-                allowed = snapshot.records.chunk_rowids(where)
-            question_vector = self.embedder.embed_query(question)
-            scored = self.retriever.retrieve(
-                snapshot.vectors, snapshot.lexical, question, question_vector, top_k, allowed
-            )
-            stored = snapshot.records.chunks([s.rowid for s in scored])
-            articles = _ArticleCache(snapshot.records)
-            hits = [PassageHit(stored[s.rowid].chunk, s.score) for s in scored]
-            for hit in hits:
+        if retrieval.snapshot is not None and retrieval.hits:
+            articles = _ArticleCache(retrieval.snapshot.records)
+            for hit in retrieval.hits:
                 article = articles.get(hit.chunk.article_id)
                 passages.append(
                     Passage(
@@ -125,7 +149,10 @@ class Pipeline:
                     )
                 )
             limit = min(self.settings.max_answers, top_k)
-            for candidate in self.extractor.answers(question, question_vector, hits, limit):
+            chosen = self.extractor.answers(
+                question, retrieval.question_vector, retrieval.hits, limit
+            )
+            for candidate in chosen:
                 article = articles.get(candidate.article_id)
                 answers.append(
                     Answer(
@@ -256,11 +283,24 @@ class Pipeline:
         every = self.settings.ingest_commit_every
         for start in range(0, len(prepared), every):
             batch = prepared[start : start + every]
-            vectors = self.embedder.embed([c.text for _, chunks in batch for c in chunks], advance)
+            flat = [c for _, chunks in batch for c in chunks]
+            embedded = self.embedder.embed_passages(
+                [c.text for c in flat],
+                [[(s - c.start, e - c.start) for s, e in c.sentences] for c in flat],
+                advance,
+            )
             items, offset = [], 0
             for article, chunks in batch:
-                items.append(NewArticle(article, chunks, vectors[offset : offset + len(chunks)]))
-                offset += len(chunks)
+                end = offset + len(chunks)
+                items.append(
+                    NewArticle(
+                        article,
+                        chunks,
+                        embedded.passages[offset:end],
+                        embedded.sentences[offset:end],
+                    )
+                )
+                offset = end
                 report.added.append(_summary(article, len(chunks)))
             base = self.store.commit(base, add=items, settings_record=self._settings_record())
         return base
@@ -318,6 +358,15 @@ class Pipeline:
             "chunk_overlap_sentences": self.settings.chunk_overlap_sentences,
             "max_sentence_chars": self.settings.max_sentence_chars,
         }
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What :meth:`Pipeline.retrieve` found, and in which index version."""
+
+    snapshot: Snapshot | None
+    question_vector: Vectors
+    hits: list[PassageHit]
 
 
 class _ArticleCache:

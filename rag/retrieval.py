@@ -12,8 +12,6 @@ import numpy.typing as npt
 
 from index.lexical import LexicalIndex
 from index.vectors import VectorIndex
-from rag.chunking import SentenceSplitter
-from rag.extraction import SentenceVectors
 from rag.settings import FusionMethod, RetrievalMode
 
 
@@ -62,41 +60,36 @@ class ChunkScorer(Protocol):
     ) -> npt.NDArray[np.float32]: ...
 
 
+SentenceVectorLookup = Callable[[Sequence[int]], dict[int, npt.NDArray[np.float32]]]
+"""Finds the stored sentence vectors of chunks, by row id."""
+
+
 class BestSentenceScorer:
     """Scores a chunk by the cosine similarity of its sentence closest to the question.
 
     A chunk embeds as the average of everything it says; a question usually asks about
-    one sentence, which this finds. ``texts`` looks chunk texts up by row id; sentence
-    vectors come from (and stay in) the shared :class:`SentenceVectors` cache.
+    one sentence, which this finds among the sentence vectors stored at ingest.
     """
 
-    def __init__(
-        self,
-        texts: Callable[[Sequence[int]], dict[int, str]],
-        splitter: SentenceSplitter,
-        vectors: SentenceVectors,
-    ) -> None:
-        self.texts = texts
-        self.splitter = splitter
-        self.vectors = vectors
+    def __init__(self, sentence_vectors: SentenceVectorLookup) -> None:
+        self.sentence_vectors = sentence_vectors
 
     def __call__(
         self, rowids: Sequence[int], query_vector: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.float32]:
-        texts = self.texts(rowids)
+        found = self.sentence_vectors(rowids)
         scores = np.zeros(len(rowids), dtype=np.float32)
         for position, rowid in enumerate(rowids):
-            sentences = [s.text for s in self.splitter.split(texts.get(rowid, ""))]
-            if sentences:
-                best = float(np.max(self.vectors.get(sentences) @ query_vector))
-                scores[position] = min(max(best, 0.0), 1.0)
+            vectors = found.get(rowid)
+            if vectors is not None and len(vectors):
+                scores[position] = min(max(float(np.max(vectors @ query_vector)), 0.0), 1.0)
         return scores
 
 
 class Retriever:
     """Finds the chunks most relevant to a question.
 
-    With a ``rescorer``, the best ``rescore_depth`` chunks of the fused ranking are
+    Given a ``rescorer``, the best ``rescore_depth`` chunks of the fused ranking are
     re-ranked by ``(fused + rescore_weight * rescorer) / (1 + rescore_weight)``.
     """
 
@@ -107,7 +100,6 @@ class Retriever:
         dense_weight: float = 0.5,
         rrf_k: int = 60,
         candidate_pool: int = 50,
-        rescorer: ChunkScorer | None = None,
         rescore_weight: float = 1.0,
         rescore_depth: int = 20,
     ) -> None:
@@ -116,7 +108,6 @@ class Retriever:
         self.dense_weight = dense_weight
         self.rrf_k = rrf_k
         self.candidate_pool = candidate_pool
-        self.rescorer = rescorer
         self.rescore_weight = rescore_weight
         self.rescore_depth = rescore_depth
 
@@ -128,6 +119,7 @@ class Retriever:
         query_vector: npt.NDArray[np.float32],
         top_k: int,
         allowed: Collection[int] | None = None,
+        rescorer: ChunkScorer | None = None,
     ) -> list[ScoredChunk]:
         """The ``top_k`` best chunks, best first; ``allowed`` restricts the row ids."""
         pool = max(top_k, self.candidate_pool)
@@ -162,9 +154,9 @@ class Retriever:
         else:
             fused = weighted_fusion(dense, bm25, self.dense_weight)
         order = np.argsort(-fused, kind="stable")[:top_k]
-        if self.rescorer is not None:
+        if rescorer is not None:
             order = np.argsort(-fused, kind="stable")[: max(top_k, self.rescore_depth)]
-            extra = self.rescorer([int(c) for c in candidates[order]], query_vector)
+            extra = rescorer([int(c) for c in candidates[order]], query_vector)
             fused = fused.copy()
             fused[order] = (fused[order] + self.rescore_weight * extra) / (1 + self.rescore_weight)
             order = order[np.argsort(-fused[order], kind="stable")][:top_k]

@@ -15,9 +15,8 @@ import pytest
 
 from index.lexical import LexicalIndex
 from index.vectors import VectorIndex
-from rag.chunking import SentenceSplitter
 from rag.embedding import Embedder
-from rag.extraction import SentenceVectors, answer_kind, answer_span, offers_kind
+from rag.extraction import answer_kind, answer_span, offers_kind
 from rag.retrieval import BestSentenceScorer, Retriever
 
 
@@ -103,19 +102,18 @@ def test_rescoring_by_best_sentence_reorders_the_fused_ranking() -> None:
     def prefers_two(rowids: Sequence[int], _: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return np.array([1.0 if r == 2 else 0.0 for r in rowids], dtype=np.float32)
 
-    rescored = Retriever(rescorer=prefers_two, rescore_weight=1.0).retrieve(
-        vectors, lexical, "victory plan", query, top_k=2
+    rescored = Retriever(rescore_weight=1.0).retrieve(
+        vectors, lexical, "victory plan", query, top_k=2, rescorer=prefers_two
     )
     assert [c.rowid for c in rescored] == [2, 1]
     assert all(0.0 <= c.score <= 1.0 for c in rescored)
 
 
 def test_best_sentence_scorer_takes_the_closest_sentence(embedder: Embedder) -> None:
-    texts = {7: "Bananas are yellow. Zelensky presented his victory plan in Brussels."}
-    scorer = BestSentenceScorer(
-        lambda rowids: {r: texts[r] for r in rowids}, SentenceSplitter(), SentenceVectors(embedder)
-    )
+    text = "Bananas are yellow. Zelensky presented his victory plan in Brussels."
+    pooled = embedder.embed_passages([text], [[(0, 19), (20, len(text))]])
+    scorer = BestSentenceScorer(lambda rowids: {r: pooled.sentences[0] for r in rowids})
     question = embedder.embed_query("Where did Zelensky present his victory plan?")
     (best,) = scorer([7], question)
-    closest = embedder.embed(["Zelensky presented his victory plan in Brussels."])[0] @ question
-    assert best == pytest.approx(float(closest), abs=1e-5)
+    bananas, zelensky = pooled.sentences[0] @ question
+    assert best == pytest.approx(float(zelensky), abs=1e-6) and zelensky > bananas

@@ -37,7 +37,7 @@ def test_calibrated_in_process_run_writes_the_report(tmp_path: Path) -> None:
     options = EvalOptions(
         sets=("sample",),
         sample_path=_small_sample(tmp_path / "small.jsonl"),
-        variants=("hybrid-weighted", "hybrid-weighted-span"),
+        variants=("hybrid-weighted+sentence", "hybrid-weighted+sentence-span"),
         calibrate=True,
         report_dir=tmp_path / "reports",
         cache_dir=tmp_path / "cache",
@@ -48,10 +48,10 @@ def test_calibrated_in_process_run_writes_the_report(tmp_path: Path) -> None:
     ).run()
 
     assert [(r.dataset, r.split, r.variant) for r in results] == [
-        ("sample", "dev", "hybrid-weighted"),
-        ("sample", "test", "hybrid-weighted"),
-        ("sample", "dev", "hybrid-weighted-span"),
-        ("sample", "test", "hybrid-weighted-span"),
+        ("sample", "dev", "hybrid-weighted+sentence"),
+        ("sample", "test", "hybrid-weighted+sentence"),
+        ("sample", "dev", "hybrid-weighted+sentence-span"),
+        ("sample", "test", "hybrid-weighted+sentence-span"),
     ]
     assert all(r.metrics.citation == 1.0 for r in results)
     fitted = json.loads(calibration_path.read_text())

@@ -82,7 +82,7 @@ CRASH_SCRIPT = """
 import sys, time, zlib
 from pathlib import Path
 import numpy as np
-from rag.embedding import Embedder
+from rag.embedding import Embedder, PassageVectors
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -98,6 +98,9 @@ class HashingEmbedder(Embedder):
             time.sleep(0.002)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
         return vectors
+    def embed_passages(self, texts, spans, on_batch=None):
+        sentences = [self.embed([t[a:b] for a, b in s]) for t, s in zip(texts, spans)]
+        return PassageVectors(self.embed(texts, on_batch), sentences)
 
 settings = Settings(index_dir=Path(sys.argv[1]), seed_sample_articles=False, ingest_commit_every=4)
 pipeline = Pipeline.open(settings, HashingEmbedder(settings.model_name))

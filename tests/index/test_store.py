@@ -17,10 +17,11 @@ DIM = 4
 
 def new_article(n: int) -> NewArticle:
     article = Article.create(f"Title {n}", f"Body number {n}. Second sentence {n}.")
-    chunks = [Chunk(article.id, 0, 0, len(article.text), article.text)]
+    whole = (0, len(article.text))
+    chunks = [Chunk(article.id, 0, *whole, article.text, (whole,))]
     vector = np.zeros((1, DIM), dtype=np.float32)
     vector[0, n % DIM] = 1.0
-    return NewArticle(article, chunks, vector)
+    return NewArticle(article, chunks, vector, [vector])
 
 
 def test_commit_writes_a_version_and_swaps_current(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ DIM = 4
 
 def one_article() -> NewArticle:
     article = Article.create("Title", "Body text.")
-    chunk = Chunk(article.id, 0, 0, len(article.text), article.text)
-    return NewArticle(article, [chunk], np.eye(1, DIM, dtype=np.float32))
+    chunk = Chunk(article.id, 0, 0, len(article.text), article.text, ((0, len(article.text)),))
+    vector = np.eye(1, DIM, dtype=np.float32)
+    return NewArticle(article, [chunk], vector, [vector])
 
 
 def build(directory: Path, backend: str) -> None:

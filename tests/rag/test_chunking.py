@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from hypothesis import given, settings
@@ -37,6 +38,11 @@ def test_offsets_reproduce_chunk_and_sentence_text(
     chunks = chunker.chunk(make_article(text))
     for chunk in chunks:
         assert text[chunk.start : chunk.end] == chunk.text
+        # the chunk's sentences tile it in order, each reproducing its article text
+        spans = list(chunk.sentence_spans())
+        assert spans[0].start == chunk.start and spans[-1].end == chunk.end
+        assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
+        assert all(text[s.start : s.end] == s.text for s in spans)
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
     # every sentence lies inside some chunk: nothing is dropped
     for sentence in splitter.split(text):

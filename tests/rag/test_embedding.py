@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import Embedder, vector_space
+from rag.chunking import SentenceSplitter
+from rag.embedding import Embedder, pool_sentences, vector_space
+from rag.encoders import TokenVectors
 from rag.settings import Settings
 
 TEXTS = [
@@ -67,3 +69,43 @@ def test_export_is_cached(models_dir: Path) -> None:
 
 def test_vector_spaces() -> None:
     assert vector_space("torch") == vector_space("onnx") != vector_space("onnx-int8")
+
+
+def test_pooling_averages_the_tokens_inside_each_sentence() -> None:
+    # [CLS] "ab" "cd" | "ef" [SEP]: two sentences, special tokens have empty offsets
+    vectors = np.array([[9, 9], [1, 0], [1, 0], [0, 1], [9, 9]], dtype=np.float32)
+    offsets = np.array([[0, 0], [0, 2], [2, 4], [5, 7], [0, 0]], dtype=np.int64)
+    passage, sentences = pool_sentences(TokenVectors(vectors, offsets), [(0, 4), (5, 7), (8, 9)])
+    np.testing.assert_allclose(passage, vectors.mean(axis=0) / np.linalg.norm(vectors.mean(0)))
+    np.testing.assert_allclose(sentences[0], [1.0, 0.0])
+    np.testing.assert_allclose(sentences[1], [0.0, 1.0])
+    np.testing.assert_allclose(sentences[2], passage)  # no tokens (truncated): the passage's
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_passage_vectors_from_tokens_equal_the_model_vectors(
+    embedder: Embedder, models_dir: Path, backend: str
+) -> None:
+    model = embedder if backend == "torch" else onnx_embedder(backend, models_dir)
+    spans = [[(0, len(t))] for t in TEXTS]
+    pooled = model.embed_passages(TEXTS, spans)
+    expected = embedder.embed(TEXTS)
+    assert np.min(np.sum(pooled.passages * expected, axis=1)) >= 0.9999
+    # one sentence covering the whole text: the mean of its word pieces (without [CLS] and
+    # [SEP]) points close to the model's vector once the text has a few words
+    for text, sentences, vector in zip(TEXTS, pooled.sentences, expected, strict=True):
+        assert sentences.shape == (1, embedder.dimension)
+        if len(text.split()) >= 5:
+            assert float(sentences[0] @ vector) >= 0.9
+
+
+def test_sentence_vectors_pick_out_the_sentence_a_question_is_about(embedder: Embedder) -> None:
+    text = (
+        "The weather in Brussels was mild on Thursday. Macron committed three billion euros "
+        "of military aid to Ukraine. The summit ended late in the evening."
+    )
+    spans = [(s.start, s.end) for s in SentenceSplitter().split(text)]
+    assert len(spans) == 3
+    pooled = embedder.embed_passages([text], [spans])
+    question = embedder.embed_query("What aid did Macron commit?")
+    assert int(np.argmax(pooled.sentences[0] @ question)) == 1

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.articles import Article
 from rag.embedding import Embedder
+from rag.encoders import Vectors
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import AskResult
@@ -189,3 +192,49 @@ def test_articles_up_to_the_length_limit_are_indexed_and_longer_ones_rejected(
     assert stored is not None and stored.text == text
     assert pipeline.ask("When did the harbour of Odesa reopen?").answers[0].article_id == "at-limit"
     assert pipeline.article("over-limit") is None
+
+
+def test_every_chunk_stores_a_vector_per_sentence(sample_pipeline: Pipeline) -> None:
+    snapshot = sample_pipeline.refresh()
+    assert snapshot is not None and snapshot.check() == []
+    chunks = {c.rowid: c.chunk for c in snapshot.records.all_chunks()}
+    vectors = snapshot.records.sentence_vectors(list(chunks))
+    for rowid, chunk in chunks.items():
+        article = sample_pipeline.article(chunk.article_id)
+        assert article is not None
+        assert all(article.text[s.start : s.end] == s.text for s in chunk.sentence_spans())
+        assert vectors[rowid].shape == (len(chunk.sentences), 384)
+        np.testing.assert_allclose(np.linalg.norm(vectors[rowid], axis=1), 1.0, atol=2e-3)
+
+
+def test_asking_encodes_the_question_and_nothing_else(
+    sample_pipeline: Pipeline, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[list[str]] = []
+    encode = embedder.encoder.encode
+
+    def recording_encode(texts: Sequence[str]) -> Vectors:
+        encoded.append(list(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(embedder.encoder, "encode", recording_encode)
+    result = sample_pipeline.ask("What did Orban call Zelensky's roadmap?")
+    assert "beyond terrifying" in result.answers[0].text
+    assert encoded == [["What did Orban call Zelensky's roadmap?"]]
+
+
+def test_an_index_of_an_older_format_asks_for_a_rebuild(
+    writable_pipeline: Pipeline, embedder: Embedder
+) -> None:
+    from index.store import IndexStoreError
+
+    settings = writable_pipeline.settings
+    manifest_path = settings.index_dir / "current" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(IndexStoreError, match="run `rag rebuild`"):
+        Pipeline.open(settings, embedder)
+    report = Pipeline(settings, embedder).rebuild()
+    assert len(report.added) == 3
+    reopened = Pipeline.open(settings, embedder)
+    assert "three billion euros" in reopened.ask("What aid did Macron commit?").answers[0].text
