@@ -12,12 +12,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from api.routes import router
 from index.store import IndexStoreError
@@ -53,6 +55,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         summary="Extractive, cited answers to questions about indexed news articles.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served below from the installed Swagger UI files, not a CDN
+        redoc_url=None,
         exception_handlers={
             RequestValidationError: _invalid_request,
             400: _unreadable_body,
@@ -66,6 +70,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.include_router(router)
     app.add_api_route("/", _page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route("/docs", _docs, include_in_schema=False)
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     if settings.cors_origins:  # closed by default: no CORS headers, no preflight answers
         app.add_middleware(
@@ -117,6 +123,18 @@ class BodyLimit:
 async def _page() -> FileResponse:
     """The web form."""
     return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+
+async def _docs() -> HTMLResponse:
+    """Swagger UI for the API, from the files of the ``swagger-ui-bundle-v2`` package, so
+    it works offline."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="News QA API",
+        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs-assets/swagger-ui.css",
+        swagger_favicon_url="/docs-assets/favicon-32x32.png",
+    )
 
 
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,16 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     }
     upload = schema["paths"]["/articles"]["post"]["requestBody"]["content"]
     assert set(upload) == {"application/json", "multipart/form-data"}
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_page_loads_swagger_ui_from_the_service_not_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert assets and all(a.startswith("/docs-assets/") for a in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200
+    assert "cdn" not in page.text.lower()
 
 
 def test_web_form_is_served_with_a_strict_content_security_policy(client: TestClient) -> None:

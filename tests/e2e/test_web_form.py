@@ -162,3 +162,12 @@ def test_works_on_a_narrow_phone_screen(browser: Browser, server: str, artifacts
         phone.screenshot(path=artifacts / "answer-phone.png")
     finally:
         context.close()
+
+
+def test_api_docs_render_offline(page: Page, server: str) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto("/docs")
+
+    expect(page.locator(".opblock-summary-path", has_text="/ask").first).to_be_visible()
+    assert requested and all(url.startswith(server) for url in requested), requested
