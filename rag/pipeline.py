@@ -109,7 +109,8 @@ class Pipeline:
             allowed = snapshot.records.chunk_rowids(where)
         question_vector = self.embedder.embed_query(question)
         records = snapshot.records
-        rescorer = BestSentenceScorer(records.sentence_vectors)
+        sentence_vectors = _SentenceVectorCache(records)
+        rescorer = BestSentenceScorer(sentence_vectors)
         scored = self.retriever.retrieve(
             snapshot.vectors,
             snapshot.lexical,
@@ -120,10 +121,8 @@ class Pipeline:
             rescorer if self.settings.sentence_rescore_weight > 0 else None,
         )
         rowids = [s.rowid for s in scored]
-        stored, sentence_vectors = records.chunks(rowids), records.sentence_vectors(rowids)
-        hits = [
-            PassageHit(stored[s.rowid].chunk, s.score, sentence_vectors[s.rowid]) for s in scored
-        ]
+        stored, vectors = records.chunks(rowids), sentence_vectors(rowids)
+        hits = [PassageHit(stored[s.rowid].chunk, s.score, vectors[s.rowid]) for s in scored]
         return Retrieval(snapshot, question_vector, hits)
 
     def ask(self, question: str, top_k: int = 5, where: ArticleFilter | None = None) -> AskResult:
@@ -367,6 +366,20 @@ class Retrieval:
     snapshot: Snapshot | None
     question_vector: Vectors
     hits: list[PassageHit]
+
+
+class _SentenceVectorCache:
+    """Reads chunks' sentence vectors once per request (re-ranking reads them first)."""
+
+    def __init__(self, records: RecordStore) -> None:
+        self.records = records
+        self._cache: dict[int, Vectors] = {}
+
+    def __call__(self, rowids: Sequence[int]) -> dict[int, Vectors]:
+        missing = [rowid for rowid in rowids if rowid not in self._cache]
+        if missing:
+            self._cache.update(self.records.sentence_vectors(missing))
+        return {rowid: self._cache[rowid] for rowid in rowids if rowid in self._cache}
 
 
 class _ArticleCache:
