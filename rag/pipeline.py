@@ -102,12 +102,12 @@ class Pipeline:
         """Embed the question and find the ``top_k`` best passages, with their sentence
         vectors (no passages when the index is empty or nothing passes ``where``)."""
         snapshot = self.refresh()
+        question_vector = self.embedder.embed_query(question)
         if snapshot is None or not snapshot.vectors.size:
-            return Retrieval(snapshot, self.embedder.embed_query(question), [])
+            return Retrieval(snapshot, question_vector, [])
         allowed = None
         if where is not None and not where.is_empty:
             allowed = snapshot.records.chunk_rowids(where)
-        question_vector = self.embedder.embed_query(question)
         records = snapshot.records
         sentence_vectors = _SentenceVectorCache(records)
         rescorer = BestSentenceScorer(sentence_vectors)
