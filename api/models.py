@@ -6,12 +6,16 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from index.records import ArticleFilter
 from rag.articles import ARTICLE_ID_PATTERN
+from rag.text import check_text
 from rag.types import ArticleSummary
 
+Text = Annotated[str, AfterValidator(check_text)]
+"""A string that is valid text (:mod:`rag.text`): no lone surrogates, no control
+characters but tab and line breaks; otherwise a 422 naming the field."""
 TopK = Annotated[int, Field(ge=1, le=50, description="How many passages to retrieve (1-50).")]
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -37,7 +41,7 @@ ArticleId = Annotated[
 class AskFilters(BaseModel):
     """Optional restrictions on which articles may answer."""
 
-    source: str | None = Field(default=None, description="Only articles from this source.")
+    source: Text | None = Field(default=None, description="Only articles from this source.")
     published_after: IsoDate | None = Field(
         default=None, description="Only articles published on or after this date."
     )
@@ -65,14 +69,14 @@ class AskRequest(AskFilters):
         json_schema_extra={"examples": [{"question": "What aid did Macron commit?", "top_k": 5}]},
     )
 
-    question: str = Field(description="The question, in plain words.")
+    question: Text = Field(description="The question, in plain words.")
     top_k: TopK = Field(default=5, strict=True)
 
 
 class AskQuery(AskFilters):
     """The query string of ``GET /ask``."""
 
-    q: str = Field(description="The question, in plain words.")
+    q: Text = Field(description="The question, in plain words.")
     top_k: TopK = 5
 
 
@@ -105,12 +109,12 @@ class ArticlePage(BaseModel):
 class ArticleIn(BaseModel):
     """One article sent as JSON to ``POST /articles`` (a list of them is accepted too)."""
 
-    title: str
-    text: str
+    title: Text
+    text: Text
     id: ArticleId | None = Field(default=None, description="Default: a hash of title and text.")
-    url: str | None = None
-    source: str | None = None
-    published: str | None = Field(default=None, description="ISO date, e.g. 2024-10-10.")
+    url: Text | None = None
+    source: Text | None = None
+    published: Text | None = Field(default=None, description="ISO date, e.g. 2024-10-10.")
 
 
 class ErrorMessage(BaseModel):

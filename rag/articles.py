@@ -2,8 +2,9 @@
 
 Text is kept as written (curly quotes, non-breaking spaces) so that character offsets
 into ``Article.text`` stay exact; only line endings are normalised to ``\\n``.
-Input must be UTF-8 (a byte-order mark is allowed); anything else is rejected with
-the file named, never guessed at.
+Input must be UTF-8 (a byte-order mark is allowed) and valid text (:mod:`rag.text`: no
+lone surrogates, no control characters but tab and line breaks); anything else is
+rejected with the file or record named, never guessed at or repaired.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
+
+from rag.text import printable, text_problem
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".csv")
 ARTICLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -96,7 +99,15 @@ class Article:
         published: str | None = None,
         dateline: str | None = None,
     ) -> Article:
-        """Build a validated article; the id defaults to a hash of title and text."""
+        """Build a validated article; the id defaults to a hash of title and text.
+
+        Every field must be valid text (:func:`rag.text.text_problem`), as given: it is
+        checked before whitespace is normalised."""
+        fields = {"title": title, "text": text, "id": id, "url": url, "source": source}
+        fields |= {"published": published, "dateline": dateline}
+        for key, value in fields.items():
+            if value is not None and (problem := text_problem(value)) is not None:
+                raise ArticleError(f"the {key} {problem}")
         title = " ".join(title.split())
         text = _normalise_newlines(text).strip()
         if not title:
@@ -133,17 +144,22 @@ def _normalise_newlines(text: str) -> str:
 
 
 def decode_bytes(data: bytes, name: str) -> str:
-    """Decode UTF-8 input, rejecting empty, binary and non-UTF-8 data with a clear error."""
+    """Decode UTF-8 input, rejecting empty, binary, non-UTF-8 data and invalid text
+    (:func:`rag.text.text_problem`) with a clear error."""
     if not data.strip():
         raise ArticleError("file is empty", name)
     if b"\x00" in data:
         raise ArticleError("looks like a binary file, not text", name)
     try:
-        return _normalise_newlines(data.decode("utf-8-sig"))
+        raw = _normalise_newlines(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise ArticleError(
             f"not valid UTF-8 (byte {error.start}); convert the file to UTF-8", name
         ) from None
+    problem = text_problem(raw)
+    if problem is not None:
+        raise ArticleError(f"the file {problem}", name)
+    return raw
 
 
 def parse_plain_text(raw: str, *, source: str | None = None) -> Article:
@@ -314,8 +330,12 @@ def parse_bytes(data: bytes, name: str) -> tuple[list[Article], list[ArticleErro
     """Parse the content of one file, choosing the format from the name's suffix.
 
     Returns the articles and the problems with individual records (JSON formats can
-    hold many). A file that cannot be read at all raises :class:`ArticleError`.
+    hold many). A file that cannot be read at all raises :class:`ArticleError`, and so
+    does a name that is not valid text (it would become the articles' ``source``).
     """
+    problem = text_problem(name)
+    if problem is not None:
+        raise ArticleError(f"the file name {problem}", printable(name))
     suffix = Path(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         supported = ", ".join(SUPPORTED_SUFFIXES)
@@ -350,7 +370,7 @@ def iter_article_files(paths: Iterable[Path]) -> Iterator[Path]:
         elif path.exists():
             yield path
         else:
-            raise ArticleError("no such file or folder", str(path))
+            raise ArticleError("no such file or folder", printable(str(path)))
 
 
 def _load_json(raw: str, where: str) -> Any:

@@ -16,6 +16,7 @@ from rich.table import Table
 from index.store import IndexStoreError
 from rag.pipeline import Pipeline, ProgressCallback
 from rag.settings import Settings
+from rag.text import text_problem
 from rag.types import IngestReport
 
 app = typer.Typer(
@@ -84,6 +85,9 @@ def ask(
     """Answer a question with verbatim sentences from the indexed articles."""
     if not question.strip():
         errors.print("[red]error:[/red] the question is empty")
+        raise typer.Exit(2)
+    if (problem := text_problem(question)) is not None:
+        errors.print(f"[red]error:[/red] the question {problem}")
         raise typer.Exit(2)
     result = _open().ask(question, top_k=top_k)
     if as_json:

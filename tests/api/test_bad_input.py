@@ -17,6 +17,16 @@ from rag.settings import Settings
 
 SMALL_LIMIT = 4_000
 
+JSON = {"Content-Type": "application/json"}
+NOT_TEXT = [  # as JSON escapes: valid JSON, not valid text
+    ("x \\ud800", "a lone surrogate U+D800 at offset 2"),
+    ("\\udfff why?", "a lone surrogate U+DFFF at offset 0"),
+    ("\\ud83d why?", "a lone surrogate U+D83D"),  # half an emoji
+    ("why \\u0000 now?", "the control character U+0000 at offset 4"),
+    ("\\u001b[2J why?", "the control character U+001B"),
+    ("why?\\u0085", "the control character U+0085"),
+]
+
 
 def index_state(client: TestClient) -> tuple[str, int, int, int]:
     """The service's status and the index's (generation, articles, chunks)."""
@@ -123,6 +133,10 @@ def test_unknown_article_is_404_naming_it(writer: TestClient, key: dict[str, str
         ("broken.json", b'{"title": "x", "text": ', "invalid JSON"),
         ("no-text.json", b'{"title": "x"}', "text"),
         ("nothing.jsonl", b"\n\n", "empty"),
+        ("bell.txt", b"Bells\n\nThe bell \x07 rang.", "the control character U+0007 at offset"),
+        ("page.md", b"# Pages\n\nOne page.\x0cAnother.", "the control character U+000C"),
+        ("lone.json", b'{"title": "x \\ud800", "text": "Body."}', "lone surrogate U+D800"),
+        ("nul.jsonl", b'{"title": "x", "text": "a \\u0000 b"}', "control character U+0000"),
     ],
 )
 def test_unreadable_uploads_are_422_and_change_nothing(
@@ -417,4 +431,74 @@ def test_article_ids_that_try_path_traversal_are_refused(
     for response in (writer.get(path), writer.delete(path, headers=key)):
         assert response.status_code in (404, 422), response.text
         assert isinstance(response.json()["detail"], str)
+    assert index_state(writer) == before
+
+
+@pytest.mark.parametrize(("escaped", "phrase"), NOT_TEXT)
+def test_questions_and_filters_that_are_not_text_are_422_naming_the_field(
+    client: TestClient, escaped: str, phrase: str
+) -> None:
+    as_question = f'{{"question": "{escaped}"}}'
+    as_source = f'{{"question": "What aid did Macron commit?", "source": "{escaped}"}}'
+
+    for field, body in [("question", as_question), ("source", as_source)]:
+        response = client.post("/ask", content=body.encode(), headers=JSON)
+        assert_readable_error(response, 422, f"{field}: ", phrase)
+
+
+def test_query_strings_with_control_characters_are_422(client: TestClient) -> None:
+    refused = client.get("/ask?q=why%00now")
+    # bytes that are not UTF-8 (a surrogate's) arrive as U+FFFD: text, so answered
+    undecodable = client.get("/ask?q=What%20aid%20did%20Macron%20commit%3F%ED%A0%80")
+
+    assert_readable_error(refused, 422, "q: ", "the control character U+0000")
+    assert undecodable.status_code == 200, undecodable.text
+
+
+@pytest.mark.parametrize("field", ["title", "text", "url", "source", "published"])
+@pytest.mark.parametrize(("escaped", "phrase"), NOT_TEXT[:1] + NOT_TEXT[3:4])
+def test_article_fields_that_are_not_text_are_refused_naming_the_record(
+    writer: TestClient,
+    key: dict[str, str],
+    festival: dict[str, Any],
+    field: str,
+    escaped: str,
+    phrase: str,
+) -> None:
+    before = index_state(writer)
+    body = json.dumps({**festival, field: "@"}).replace('"@"', f'"{escaped}"')
+
+    response = writer.post("/articles", content=body.encode(), headers={**key, **JSON})
+
+    assert_readable_error(
+        response, 422, f"nothing was added: record 1: the {field} contains {phrase}"
+    )
+    assert index_state(writer) == before
+
+
+def test_a_record_that_is_not_text_fails_alone(
+    writer: TestClient, key: dict[str, str], festival: dict[str, Any]
+) -> None:
+    body = json.dumps([{"title": "@", "text": "Body."}, festival]).replace('"@"', '"x \\ud800"')
+
+    response = writer.post("/articles", content=body.encode(), headers={**key, **JSON})
+
+    assert response.status_code == 201, response.text
+    report = response.json()
+    assert [added["id"] for added in report["added"]] == [festival["id"]]
+    assert [rejected["name"] for rejected in report["rejected"]] == ["record 1"]
+
+
+def test_an_upload_whose_name_is_not_text_is_refused_naming_it_escaped(
+    writer: TestClient, key: dict[str, str]
+) -> None:
+    before = index_state(writer)
+    files = {"files": ("wipe\x1b[2J.txt", b"Wipe\n\nThe screen was wiped.")}
+
+    response = writer.post("/articles", files=files, headers=key)
+
+    assert_readable_error(
+        response, 422, "wipe\\x1b[2J.txt: the file name contains the control character U+001B"
+    )
+    assert "\x1b" not in response.json()["detail"]
     assert index_state(writer) == before

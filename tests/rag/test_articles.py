@@ -129,6 +129,24 @@ def test_json_list_and_jsonl_with_a_bad_record() -> None:
             "evil.json",
             "invalid article id",
         ),
+        (
+            b"Bells\n\nThe bell \x07 rang.",
+            "bell.txt",
+            "the file contains the control character U+0007",
+        ),
+        (b"A\n\nB\x1b[2J", "wipe.md", "the control character U+001B at offset 4"),
+        ("<title>T</title><p>x\u0085</p>".encode(), "nel.html", "the control character U+0085"),
+        (b'title,text\nT,"x\x0cy"\n', "ff.csv", "the control character U+000C"),
+        (
+            b'{"title": "x \\ud800", "text": "y"}',
+            "lone.json",
+            "record 1: the title contains a lone",
+        ),
+        (
+            b'{"title": "x", "text": "y\\u0000"}',
+            "nul.jsonl",
+            "line 1: the text contains the control",
+        ),
     ],
 )
 def test_bad_files_are_rejected_with_the_file_named(data: bytes, name: str, message: str) -> None:
@@ -159,3 +177,39 @@ def test_any_text_parses_or_fails_cleanly(title: str, body: str) -> None:
         return
     assert article.title and article.text
     assert article.text in raw.replace("\r\n", "\n").replace("\r", "\n")
+
+
+@pytest.mark.parametrize("field", ["title", "text", "id", "url", "source", "published", "dateline"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("x \ud800", "contains a lone surrogate U+D800 at offset 2"),
+        ("\x00", "contains the control character U+0000 at offset 0"),
+    ],
+)
+def test_every_article_field_must_be_text_as_given(field: str, value: str, problem: str) -> None:
+    fields = {"title": "Harbour", "text": "The harbour reopened."} | {field: value}
+
+    with pytest.raises(ArticleError) as raised:
+        Article.create(**fields)
+
+    assert str(raised.value).startswith(f"the {field} {problem}")
+
+
+def test_tabs_line_breaks_and_every_other_character_are_kept() -> None:
+    text = "Tab\there.\r\nZero\u200bwidth, \U0001f1fa\U0001f1e6 \ue000 \uffff \u202eRTL."
+
+    article = Article.create("Kept \u00a0title", text)
+
+    assert article.text == text.replace("\r\n", "\n")
+
+
+def test_a_file_name_that_is_not_text_is_refused_and_shown_escaped(tmp_path: Path) -> None:
+    with pytest.raises(ArticleError) as raised:
+        parse_bytes(b"Cafe news\n\nThe cafe opened.", "caf\udce9.txt")  # a Latin-1 name
+    with pytest.raises(ArticleError) as missing:
+        list(iter_article_files([tmp_path / "gone\x1b.txt"]))
+
+    assert raised.value.name == "caf\\udce9.txt"
+    assert str(raised.value).startswith("caf\\udce9.txt: the file name contains a lone surrogate")
+    assert str(missing.value).endswith("gone\\x1b.txt: no such file or folder")
