@@ -95,6 +95,23 @@ class Health(IndexStats):
 
     status: Literal["ok"] = "ok"
     writable: bool = Field(description="Whether writes are enabled (RAG_API_KEY is set).")
+    answerer: Literal["reader", "sentence"] = Field(description="What picks the answers.")
+    reader: str | None = Field(
+        description="SHA-256 prefix of the span reader's graph (null with the sentence answerer)."
+    )
+
+
+class Liveness(BaseModel):
+    """The answer of ``GET /health/live``: the process is up."""
+
+    status: Literal["alive"] = "alive"
+
+
+class Readiness(BaseModel):
+    """The answer of ``GET /health/ready``: whether a question can be answered now."""
+
+    status: Literal["ready", "loading", "failed"]
+    detail: str = Field(description="Why, in a sentence.")
 
 
 class ArticlePage(BaseModel):

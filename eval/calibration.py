@@ -1,9 +1,10 @@
 """Fit the answer-score calibration and the abstention threshold on dev questions.
 
-The extractor scores each candidate sentence with a logistic model over its features;
-here that model is refitted (maximum likelihood, small L2 penalty) on the candidates of
-dev questions, labelled right when they contain a gold answer from the gold article.
-The threshold is then chosen on the best candidate of each dev question.
+The answerer (the span reader, or the sentence extractor) scores each candidate with a
+logistic model over its features; here that model is refitted (maximum likelihood,
+small L2 penalty) on the candidates of dev questions, labelled right when they come
+from the gold article and match a gold answer. The threshold is then chosen on the
+best candidate of each dev question, answerable or not.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from scipy.optimize import minimize
 from eval.clients import InProcessAnswerer
 from eval.datasets import Example
 from eval.harness import ArticleBook
-from eval.metrics import contains_answer
-from rag.extraction import FEATURES, Calibration
+from eval.metrics import is_right_answer
+from index.records import ArticleFilter
+from rag.answering import Calibration
 from rag.pipeline import Pipeline
 
 Floats = npt.NDArray[np.float64]
@@ -27,9 +29,10 @@ Floats = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Candidates:
-    """Candidate sentences of a group of questions: one row of features each, its label,
-    and the question it belongs to (an index into ``answerable``)."""
+    """Answer candidates of a group of questions: one row of features each (named by
+    ``names``), its label, and the question it belongs to (an index into ``answerable``)."""
 
+    names: tuple[str, ...]
     features: Floats
     labels: npt.NDArray[np.bool_]
     question: npt.NDArray[np.int64]
@@ -39,7 +42,7 @@ class Candidates:
         """Each question's highest candidate score (0 for a question with no candidate)."""
         scores = np.array(
             [
-                calibration.probability(dict(zip(FEATURES, row, strict=True)))
+                calibration.probability(dict(zip(self.names, row, strict=True)))
                 for row in self.features
             ]
         )
@@ -54,28 +57,31 @@ def collect(
     top_k: int,
     on_question: Callable[[], None] | None = None,
 ) -> Candidates:
-    """Every candidate sentence the pipeline considers for each question, with features."""
+    """Every answer candidate the pipeline weighs for each question, with its features."""
     book = ArticleBook(InProcessAnswerer(pipeline))
+    names = pipeline.answer_features
     rows: list[list[float]] = []
     labels: list[bool] = []
     owners: list[int] = []
     for number, example in enumerate(examples):
-        retrieval = pipeline.retrieve(example.question, top_k=top_k)
-        candidates = pipeline.extractor.candidates(
-            example.question, retrieval.question_vector, retrieval.hits
+        where = (
+            ArticleFilter(excluded_article_ids=(example.excluded_article,))
+            if example.excluded_article
+            else None
         )
-        for candidate in candidates:
-            rows.append([candidate.features[name] for name in FEATURES])
+        for candidate in pipeline.candidates(example.question, top_k=top_k, where=where):
+            rows.append([candidate.features[name] for name in names])
             labels.append(
                 example.answerable
-                and contains_answer(candidate.text, example.answers)
+                and is_right_answer(candidate.text, example.answers)
                 and book.is_gold(candidate.article_id, example.article)
             )
             owners.append(number)
         if on_question is not None:
             on_question()
     return Candidates(
-        features=np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)),
+        names=names,
+        features=np.array(rows, dtype=np.float64).reshape(-1, len(names)),
         labels=np.array(labels, dtype=bool),
         question=np.array(owners, dtype=np.int64),
         answerable=np.array([e.answerable for e in examples], dtype=bool),
@@ -186,21 +192,24 @@ def fit(
     labels = np.concatenate([c.labels for _, c in groups])
     offsets = np.cumsum([0] + [len(c.answerable) for _, c in groups])
     question = np.concatenate([c.question + o for (_, c), o in zip(groups, offsets, strict=False)])
+    names = groups[0][1].names
     bias, weights = fit_logistic(features, labels)
     logits = bias + features @ weights
     top = top_per_question(logits, question, returned)
     shift, (scale,) = fit_logistic(logits[top, None], labels[top], l2=0.0)
     if scale > 0:
         bias, weights = scale * bias + shift, scale * weights
-    model = Calibration(bias, {n: float(w) for n, w in zip(FEATURES, weights, strict=True)}, 0.5)
+    model = Calibration(bias, {n: float(w) for n, w in zip(names, weights, strict=True)}, 0.5)
     with_unanswerable = [c for _, c in groups if not c.answerable.all()] or [c for _, c in groups]
     best = np.concatenate([c.best_scores(model) for c in with_unanswerable])
     answerable = np.concatenate([c.answerable for c in with_unanswerable])
     chosen = choose_threshold(best, answerable, max_false_abstention)
     calibrated = Calibration(bias, model.weights, round(chosen.threshold, 4))
     provenance: dict[str, object] = {
-        "method": "logistic regression (L2 1.0) on candidate sentences of dev questions, "
-        "label = contains a gold answer from the gold article; logit rescaled (Platt) on "
+        "method": "logistic regression (L2 1.0) on answer candidates of dev questions, "
+        "label = from the gold article and contains a gold answer or has token F1 >= 0.5 "
+        "with one; unanswerable dev questions include answerable ones asked without their "
+        "gold article; logit rescaled (Platt) on "
         f"the {returned} best candidates of each question; threshold = most "
         f"abstentions on unanswerable dev questions with false abstention <= "
         f"{max_false_abstention}",

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import httpx
 
+from index.records import ArticleFilter
 from rag.pipeline import Pipeline
 from rag.types import AskResult
 
@@ -23,8 +24,8 @@ class StoredArticle:
 class Answerer(Protocol):
     """Anything that answers questions the way ``POST /ask`` does."""
 
-    def ask(self, question: str, top_k: int) -> AskResult:
-        """The answers and passages for one question."""
+    def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
+        """The answers and passages for one question (without article ``excluded``)."""
         ...
 
     def article(self, article_id: str) -> StoredArticle | None:
@@ -38,8 +39,9 @@ class InProcessAnswerer:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
-    def ask(self, question: str, top_k: int) -> AskResult:
-        return self.pipeline.ask(question, top_k=top_k)
+    def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
+        where = ArticleFilter(excluded_article_ids=(excluded,)) if excluded else None
+        return self.pipeline.ask(question, top_k=top_k, where=where)
 
     def article(self, article_id: str) -> StoredArticle | None:
         found = self.pipeline.article(article_id)
@@ -53,7 +55,9 @@ class HttpAnswerer:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
 
-    def ask(self, question: str, top_k: int) -> AskResult:
+    def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
+        if excluded is not None:
+            raise ValueError("a running service cannot be asked to leave an article out")
         response = self.client.post("/ask", json={"question": question, "top_k": top_k})
         response.raise_for_status()
         return AskResult.model_validate(response.json())

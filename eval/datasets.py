@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ class Example:
     answers: tuple[str, ...]
     article: str | None
     split: str
+    context: str | None = None
+    """The paragraph the question was written about (SQuAD-layout sets): what a reader
+    is given in the closed-context measurement."""
+    excluded_article: str | None = None
+    """An article the question is asked without (made unanswerable by removing its gold
+    article from what may answer it)."""
 
     @property
     def answerable(self) -> bool:
@@ -78,10 +86,14 @@ def load_jsonl(path: Path) -> QuestionSet:
     return QuestionSet(path.stem, tuple(examples), fingerprint=_digest(text))
 
 
-def load_squad(path: Path, seed: int = 0) -> QuestionSet:
-    """Read a file in the SQuAD v1.1 layout: each article's paragraphs are joined into one
-    article (blank line between paragraphs), and each question is assigned a fixed split
-    (``dev`` or ``test``, half each, by a hash of its id) so tuning never sees test."""
+def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> QuestionSet:
+    """Read a file in the SQuAD v1.1 layout.
+
+    Each article's paragraphs are joined into one article (blank line between them), or,
+    ``by_paragraph``, each paragraph is an article of its own, so that the gold article
+    is the very paragraph the question was written about. Each question is assigned a
+    fixed split (``dev`` or ``test``, half each, by a hash of its id).
+    """
     text = _read(path)
     try:
         document = json.loads(text)
@@ -94,25 +106,126 @@ def load_squad(path: Path, seed: int = 0) -> QuestionSet:
         try:
             title = str(entry["title"])
             paragraphs = entry["paragraphs"]
-            article_id = _ID_UNSAFE.sub("-", title)[:128] or f"article-{position}"
-            body = "\n\n".join(p["context"].strip() for p in paragraphs)
-            articles.append(
-                Article.create(title.replace("_", " "), body, id=article_id, source=path.name)
-            )
-            for paragraph in paragraphs:
+            article_id = _ID_UNSAFE.sub("-", title)[:120] or f"article-{position}"
+            if by_paragraph:
+                for number, paragraph in enumerate(paragraphs, start=1):
+                    articles.append(
+                        Article.create(
+                            f"{title.replace('_', ' ')} ({number})",
+                            paragraph["context"].strip(),
+                            id=f"{article_id}-{number}",
+                            source=path.name,
+                        )
+                    )
+            else:
+                body = "\n\n".join(p["context"].strip() for p in paragraphs)
+                articles.append(
+                    Article.create(title.replace("_", " "), body, id=article_id, source=path.name)
+                )
+            for number, paragraph in enumerate(paragraphs, start=1):
                 for qa in paragraph["qas"]:
                     examples.append(
                         Example(
                             id=str(qa["id"]),
                             question=str(qa["question"]),
                             answers=tuple(dict.fromkeys(a["text"] for a in qa["answers"])),
-                            article=article_id,
+                            article=f"{article_id}-{number}" if by_paragraph else article_id,
                             split=_hash_split(str(qa["id"]), seed),
+                            context=paragraph["context"],
                         )
                     )
         except (KeyError, TypeError, ArticleError) as error:
             raise DatasetError(f"{path}: article {position} is malformed ({error})") from None
-    return QuestionSet(path.stem, tuple(examples), tuple(articles), _digest(text))
+    name = f"{path.stem}-paragraphs" if by_paragraph else path.stem
+    return QuestionSet(name, tuple(examples), tuple(articles), _digest(text + str(by_paragraph)))
+
+
+def with_removal(questions: QuestionSet) -> QuestionSet:
+    """The set plus, for each answerable question, the same question asked without its
+    gold article: unanswerable by construction, so it must abstain."""
+    removed = [
+        dataclasses.replace(
+            e, id=f"{e.id}#removed", answers=(), article=None, excluded_article=e.article
+        )
+        for e in questions.examples
+        if e.answerable and e.article is not None
+    ]
+    examples = (*questions.examples, *removed)
+    return QuestionSet(questions.name, examples, questions.articles, questions.fingerprint)
+
+
+ONE_POST_PER_PARAGRAPH = 100
+"""A file whose "article" holds more paragraphs than this (SQuADShifts Reddit keeps every
+post under one title) is split by paragraph: each paragraph is its own article."""
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """A question about one paragraph, with its answers' character offsets (training)."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]
+    """``(text, start)`` pairs; ``context[start:start + len(text)] == text``."""
+    article: str
+    """The group a dev split keeps together: ``source/title`` (or a paragraph of it)."""
+
+
+def load_paragraph_examples(path: Path) -> list[QAExample]:
+    """The questions of one SQuAD-layout file whose answers are verbatim in their paragraph."""
+    source = path.stem
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    examples: list[QAExample] = []
+    for article in data:
+        paragraphs = article["paragraphs"]
+        split_posts = len(paragraphs) > ONE_POST_PER_PARAGRAPH
+        for number, paragraph in enumerate(paragraphs):
+            context = paragraph["context"]
+            group = f"{source}/{article['title']}" + (f"#{number}" if split_posts else "")
+            for qa in paragraph["qas"]:
+                answers = tuple(
+                    (a["text"], int(a["answer_start"]))
+                    for a in qa["answers"]
+                    if context[a["answer_start"] : a["answer_start"] + len(a["text"])] == a["text"]
+                    and a["text"].strip()
+                )
+                if answers and qa["question"].strip():
+                    examples.append(
+                        QAExample(qa["id"], qa["question"].strip(), context, answers, group)
+                    )
+    return examples
+
+
+def in_dev_split(article: str, dev_fraction: float, seed: int) -> bool:
+    """Whether an article belongs to the dev split (a stable hash, whole articles only)."""
+    digest = hashlib.sha256(f"{seed}:{article}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < dev_fraction
+
+
+def load_held_out(paths: Sequence[Path], dev_fraction: float, seed: int) -> QuestionSet:
+    """The reader's held-out dev questions (the articles it was not trained on), each
+    paragraph an article of its own; every question is in the ``dev`` split."""
+    articles: dict[str, Article] = {}
+    examples: list[Example] = []
+    digest = hashlib.sha256(f"{dev_fraction}:{seed}".encode())
+    for path in paths:
+        if not path.is_file():
+            raise DatasetError(f"reader training file not found: {path}")
+        digest.update(path.read_bytes())
+        for qa in load_paragraph_examples(path):
+            if not in_dev_split(qa.article, dev_fraction, seed):
+                continue
+            article_id = f"{path.stem}-{_digest(qa.context)[:12]}"
+            if article_id not in articles:
+                title = qa.article.split("/", 1)[1].split("#")[0].replace("_", " ")
+                articles[article_id] = Article.create(
+                    title or path.stem, qa.context.strip(), id=article_id, source=path.name
+                )
+            answers = tuple(dict.fromkeys(text for text, _ in qa.answers))
+            examples.append(Example(qa.id, qa.question, answers, article_id, "dev", qa.context))
+    name = "shifts"
+    return QuestionSet(name, tuple(examples), tuple(articles.values()), digest.hexdigest()[:16])
 
 
 def _example(record: Any, where: str) -> Example:

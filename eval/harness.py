@@ -9,7 +9,17 @@ from pathlib import Path
 
 from eval.clients import Answerer, StoredArticle
 from eval.datasets import Example
-from eval.metrics import Judgement, Metrics, contains_answer, exact_match, f1_score, summarise
+from eval.metrics import (
+    Judgement,
+    Metrics,
+    contains_answer,
+    exact_match,
+    f1_score,
+    is_right_answer,
+    percentile,
+    summarise,
+)
+from rag.reader.model import SpanReader
 from rag.types import Answer, Passage
 
 
@@ -62,7 +72,7 @@ def _gold_rank(example: Example, passages: Sequence[Passage], book: ArticleBook)
 
 
 def _is_right(example: Example, answer: Answer, book: ArticleBook) -> bool:
-    return contains_answer(answer.text, example.answers) and book.is_gold(
+    return is_right_answer(answer.text, example.answers) and book.is_gold(
         answer.article_id, example.article
     )
 
@@ -76,8 +86,9 @@ def judge(
 ) -> Judgement:
     """Reduce one question's passages (to the retrieval depth) and answers to a judgement.
 
-    A passage or answer counts as right when it contains a gold answer (SQuAD
-    normalisation, whole words) and comes from the gold article.
+    A passage counts as right when it contains a gold answer (SQuAD normalisation, whole
+    words) and comes from the gold article; an answer when, from the gold article, it
+    contains a gold answer or overlaps one by token F1 of at least one half.
     """
     top = answers[0].text if answers else ""
     return Judgement(
@@ -112,12 +123,12 @@ def ask_all(
     results = []
     for example in examples:
         started = time.perf_counter()
-        answered = answerer.ask(example.question, options.top_k)
+        answered = answerer.ask(example.question, options.top_k, example.excluded_article)
         latency_ms = (time.perf_counter() - started) * 1000
         retrieved = (
             answered
             if options.depth == options.top_k
-            else answerer.ask(example.question, options.depth)
+            else answerer.ask(example.question, options.depth, example.excluded_article)
         )
         judgement = judge(example, retrieved.passages, answered.answers, latency_ms, book)
         results.append(
@@ -151,3 +162,45 @@ class VariantResult:
         return VariantResult(
             variant, dataset, split, summarise([r.judgement for r in results]), results
         )
+
+
+@dataclass(frozen=True)
+class ClosedResult:
+    """The reader alone, given each question's own paragraph (closed context)."""
+
+    dataset: str
+    split: str
+    questions: int
+    exact_match: float
+    f1: float
+    refused: float
+    """Share of questions whose "no answer" score beat the reader's best span."""
+    latency_p50_ms: float | None
+    """Per question, reading in batches of :data:`CLOSED_BATCH`."""
+
+
+CLOSED_BATCH = 32
+
+
+def read_closed(
+    reader: SpanReader, dataset: str, split: str, examples: Sequence[Example]
+) -> ClosedResult:
+    """SQuAD EM and F1 of the reader's best span in each question's own paragraph."""
+    em = f1 = refused = 0.0
+    per_question: list[float] = []
+    for begin in range(0, len(examples), CLOSED_BATCH):
+        batch = examples[begin : begin + CLOSED_BATCH]
+        started = time.perf_counter()
+        readings = reader.read_pairs([e.question for e in batch], [e.context or "" for e in batch])
+        per_question.extend([(time.perf_counter() - started) * 1000 / len(batch)] * len(batch))
+        for example, reading in zip(batch, readings, strict=True):
+            if reading is None or example.context is None:
+                continue
+            span = example.context[reading.start : reading.end]
+            em += exact_match(span, example.answers)
+            f1 += f1_score(span, example.answers)
+            refused += reading.margin < 0
+    n = max(len(examples), 1)
+    return ClosedResult(
+        dataset, split, len(examples), em / n, f1 / n, refused / n, percentile(per_question, 50)
+    )

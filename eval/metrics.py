@@ -54,6 +54,18 @@ def f1_score(prediction: str, answers: Iterable[str]) -> float:
     return best
 
 
+RIGHT_F1 = 0.5
+"""Token F1 against a gold answer at which a span answer counts as right."""
+
+
+def is_right_answer(text: str, answers: Iterable[str]) -> bool:
+    """Whether an answer is right: it contains a gold answer (a sentence, or a span that
+    says a little more), or its token F1 against one reaches :data:`RIGHT_F1` (a span
+    that says a little less: "three billion euros" for "three billion euros in aid")."""
+    golds = list(answers)
+    return contains_answer(text, golds) or (bool(golds) and f1_score(text, golds) >= RIGHT_F1)
+
+
 @dataclass(frozen=True)
 class Judgement:
     """How the pipeline did on one question, reduced to what the metrics need.

@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 
 from eval.calibration import Fitted
-from eval.harness import VariantResult
+from eval.harness import ClosedResult, VariantResult
 from eval.metrics import RECALL_DEPTHS, Metrics
 
 TABLE_WIDTH = 160
@@ -63,6 +63,24 @@ def _table(title: str, rows: Sequence[VariantResult]) -> Table:
             _number(m.citation),
             _number(m.latency_p50_ms, 0),
             _number(m.latency_p95_ms, 0),
+        )
+    return table
+
+
+def closed_context_table(results: Sequence[ClosedResult]) -> Table:
+    """The reader alone on each question's own paragraph: SQuAD EM and F1."""
+    table = Table(title="closed context: the reader given the gold paragraph", box=box.SIMPLE_HEAD)
+    table.add_column("set / split", no_wrap=True)
+    for column in ("questions", "EM", "F1", "refused", "ms / question"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r.dataset} / {r.split}",
+            str(r.questions),
+            _number(r.exact_match),
+            _number(r.f1),
+            _number(r.refused),
+            _number(r.latency_p50_ms, 1),
         )
     return table
 

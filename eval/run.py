@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,44 +16,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from eval import calibration, plots, reports
 from eval.clients import Answerer, HttpAnswerer, InProcessAnswerer
 from eval.corpus import cached_pipeline
-from eval.datasets import SPLITS, DatasetError, QuestionSet, load_articles, load_jsonl, load_squad
-from eval.harness import RunOptions, VariantResult, ask_all
+from eval.datasets import (
+    SPLITS,
+    DatasetError,
+    QuestionSet,
+    load_articles,
+    load_held_out,
+    load_jsonl,
+    load_squad,
+    with_removal,
+)
+from eval.harness import ClosedResult, RunOptions, VariantResult, ask_all, read_closed
 from eval.metrics import reliability
 from rag.embedding import Embedder
-from rag.extraction import Granularity
 from rag.pipeline import Pipeline
-from rag.settings import PROJECT_ROOT, FusionMethod, RetrievalMode, Settings
+from rag.reader.model import TRAINING_RECORD, SpanReader
+from rag.settings import PROJECT_ROOT, AnswererMode, FusionMethod, RetrievalMode, Settings
 
-SetName = Literal["sample", "squad"]
-SET_NAMES: tuple[SetName, ...] = ("sample", "squad")
-DEFAULT_SQUAD = PROJECT_ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json"
+SetName = Literal["sample", "squad", "squad-paragraphs", "shifts"]
+SET_NAMES: tuple[SetName, ...] = ("sample", "squad", "squad-paragraphs", "shifts")
+CALIBRATION_SETS: tuple[SetName, ...] = ("sample", "shifts")
+"""Calibration is fitted on these sets' dev questions only: our own news questions and
+the reader's held-out SQuADShifts articles (never SQuAD, which is evaluation data)."""
+REMOVAL_SETS: tuple[SetName, ...] = ("squad", "squad-paragraphs", "shifts")
+"""Sets whose answerable questions are asked a second time without their gold article."""
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+DEFAULT_SQUAD = SHARED_DATA / "squad" / "dev-v1.1.json"
 
 
 @dataclass(frozen=True)
 class Variant:
     """One configuration of the ablation: retrieval mode, fusion, re-scoring of the
-    fused ranking by each chunk's best sentence, answer granularity."""
+    fused ranking by each chunk's best sentence, and the answerer."""
 
     name: str
     mode: RetrievalMode
     fusion: FusionMethod = "weighted"
     sentence_rescore: bool = False
-    granularity: Granularity = "sentence"
+    answerer: AnswererMode = "reader"
 
 
 VARIANTS = (
-    Variant("hybrid-weighted+sentence", "hybrid", "weighted", sentence_rescore=True),
-    Variant("hybrid-weighted", "hybrid", "weighted"),
-    Variant("hybrid-rrf", "hybrid", "rrf"),
+    Variant("reader", "hybrid", "weighted", sentence_rescore=True),
+    Variant("sentence-answerer", "hybrid", "weighted", sentence_rescore=True, answerer="sentence"),
+    Variant("no-rescore", "hybrid", "weighted"),
+    Variant("rrf", "hybrid", "rrf"),
     Variant("dense", "dense"),
     Variant("lexical", "lexical"),
-    Variant(
-        "hybrid-weighted+sentence-span",
-        "hybrid",
-        "weighted",
-        sentence_rescore=True,
-        granularity="span",
-    ),
 )
 
 
@@ -69,7 +79,10 @@ class EvalOptions:
     variants: tuple[str, ...] = tuple(v.name for v in VARIANTS)
     url: str | None = None
     calibrate: bool = False
-    calibration_squad_questions: int = 1000
+    calibration_sets: tuple[str, ...] = CALIBRATION_SETS
+    calibration_questions: int = 1000
+    """Most held-out SQuADShifts dev questions calibration uses (each also asked without
+    its article, as an unanswerable one)."""
     max_false_abstention: float = 0.05
     run: RunOptions = field(default_factory=RunOptions)
     report_dir: Path = PROJECT_ROOT / "eval" / "reports"
@@ -77,6 +90,7 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         _check_choices("question set", self.sets, SET_NAMES)
+        _check_choices("calibration set", self.calibration_sets, CALIBRATION_SETS)
         _check_choices("variant", self.variants, tuple(v.name for v in VARIANTS))
         _check_choices("SQuAD split", (self.squad_split,), SPLITS)
 
@@ -118,19 +132,38 @@ class Evaluation:
     def question_set(self, name: SetName) -> QuestionSet:
         if name == "sample":
             return load_jsonl(self.options.sample_path)
+        if name == "shifts":
+            return self._held_out()
         if not self.options.squad_path.is_file():
             raise DatasetError(
                 f"SQuAD file not found: {self.options.squad_path} (expected ../shared/data/"
                 "squad/dev-v1.1.json beside the project); pass --squad-path, or --set sample"
             )
-        return load_squad(self.options.squad_path, seed=self.options.seed)
+        by_paragraph = name == "squad-paragraphs"
+        return load_squad(self.options.squad_path, self.options.seed, by_paragraph)
 
-    def splits(self, name: SetName, questions: QuestionSet) -> list[tuple[str, QuestionSet]]:
-        """The slices reported: both splits of our set, one sampled split of SQuAD."""
+    def _held_out(self) -> QuestionSet:
+        """The SQuADShifts articles the shipped reader was not trained on (its dev split)."""
+        record_path = self.settings.reader_path / TRAINING_RECORD
+        if not record_path.is_file():
+            raise DatasetError(f"reader training record not found: {record_path}")
+        config = json.loads(record_path.read_text())["config"]
+        files = [SHARED_DATA / "squadshifts" / Path(path).name for path in config["data_files"]]
+        return load_held_out(files, config["dev_fraction"], config["seed"])
+
+    def splits(
+        self, name: SetName, questions: QuestionSet, removal: bool = False
+    ) -> list[tuple[str, QuestionSet]]:
+        """The slices reported: both splits of our set, one sampled split of SQuAD, the
+        held-out dev questions; with ``removal``, each answerable question of a set in
+        :data:`REMOVAL_SETS` is asked a second time without its gold article."""
         if name == "sample":
             return [(split, questions.select(split, None)) for split in ("dev", "test")]
-        split = self.options.squad_split
-        return [(split, questions.select(split, self.options.limit, self.options.seed))]
+        split = "dev" if name == "shifts" else self.options.squad_split
+        chosen = questions.select(split, self.options.limit, self.options.seed)
+        if removal and name in REMOVAL_SETS:
+            chosen = with_removal(chosen)
+        return [(split, chosen)]
 
     @property
     def embedder(self) -> Embedder:
@@ -166,13 +199,16 @@ class Evaluation:
     def run(self) -> list[VariantResult]:
         sets = {name: self.question_set(name) for name in SET_NAMES if name in self.options.sets}
         context: dict[str, Any] = {"options": asdict(self.options), "settings": self._settings()}
+        closed: list[ClosedResult] = []
         if self.options.url is not None:
             results = self._run_service(sets, self.options.url)
         else:
             if self.options.calibrate:
-                context["calibration"] = self._calibrate(sets)
+                context["calibration"] = self._calibrate()
             results = self._run_in_process(sets)
-        self._report(results, context)
+            closed = self._closed_context(sets)
+        context["closed_context"] = [asdict(c) for c in closed]
+        self._report(results, closed, context)
         return results
 
     def _run_service(self, sets: dict[SetName, QuestionSet], url: str) -> list[VariantResult]:
@@ -193,25 +229,42 @@ class Evaluation:
             base = self.pipeline(name, questions)
             for variant in chosen:
                 pipeline = self._variant(base, variant)
-                for split, subset in self.splits(name, questions):
+                for split, subset in self.splits(name, questions, removal=True):
                     results.append(
                         self._ask(InProcessAnswerer(pipeline), variant.name, name, split, subset)
                     )
         return results
 
     def _variant(self, base: Pipeline, variant: Variant) -> Pipeline:
-        """A pipeline over the base's index with the variant's retrieval settings and the
-        calibration now on disk."""
+        """A pipeline over the base's index with the variant's retrieval settings and
+        answerer, and the calibration now on disk."""
         settings = base.settings.model_copy(
             update={
                 "retrieval_mode": variant.mode,
                 "fusion": variant.fusion,
                 "sentence_rescore_weight": _rescore_weight(base.settings, variant),
+                "answerer": variant.answerer,
             }
         )
-        pipeline = Pipeline.open(settings, self.embedder)
-        pipeline.extractor.granularity = variant.granularity
-        return pipeline
+        return Pipeline.open(settings, self.embedder)
+
+    def _closed_context(self, sets: dict[SetName, QuestionSet]) -> list[ClosedResult]:
+        """The reader alone, given each question's own paragraph (SQuAD-layout sets)."""
+        reader = SpanReader(
+            self.settings.reader_path,
+            self.settings.torch_threads,
+            self.settings.reader_max_answer_tokens,
+        )
+        found = []
+        for name, questions in sets.items():
+            if name == "squad-paragraphs" and "squad" in sets:
+                continue  # the same questions and paragraphs as "squad"
+            for split, subset in self.splits(name, questions):
+                examples = [e for e in subset.examples if e.answerable and e.context]
+                if examples:
+                    found.append(read_closed(reader, name, split, examples))
+                    self.log.print(f"closed context {name}/{split}: F1 {found[-1].f1:.3f}")
+        return found
 
     def _ask(
         self, answerer: Answerer, variant: str, name: str, split: str, subset: QuestionSet
@@ -229,23 +282,36 @@ class Evaluation:
         return VariantResult.of(variant, name, split, outcomes)
 
     # -- calibration -------------------------------------------------------------
-    def _calibrate(self, sets: dict[SetName, QuestionSet]) -> dict[str, Any]:
-        """Fit on dev questions only, save where the pipeline reads it, return the record."""
-        groups = [(name, self._candidates(name, questions)) for name, questions in sets.items()]
+    def _calibrate(self) -> dict[str, Any]:
+        """Fit the answerer the settings name on the dev questions of
+        :data:`CALIBRATION_SETS`, save it where the pipeline reads it, return the record."""
+        groups = [
+            (name, self._candidates(name))
+            for name in CALIBRATION_SETS
+            if name in self.options.calibration_sets
+        ]
         fitted = calibration.fit(
             groups, self.options.max_false_abstention, returned=self.settings.max_answers
         )
-        fitted.calibration.save(self.settings.calibration_path, **fitted.provenance)
+        path = (
+            self.settings.reader_calibration_path
+            if self.settings.answerer == "reader"
+            else self.settings.calibration_path
+        )
+        fitted.calibration.save(path, **fitted.provenance)
         self.console.print(reports.trade_off_table(fitted))
         plot = plots.abstention_trade_off(
             fitted.curve, fitted.chosen, self.options.report_dir / "abstention-trade-off.png"
         )
-        self.console.print(f"calibration saved to {self.settings.calibration_path}; wrote {plot}")
+        self.console.print(f"calibration saved to {path}; wrote {plot}")
         return fitted.record()
 
-    def _candidates(self, name: SetName, questions: QuestionSet) -> calibration.Candidates:
-        limit = None if name == "sample" else self.options.calibration_squad_questions
+    def _candidates(self, name: SetName) -> calibration.Candidates:
+        questions = self.question_set(name)
+        limit = None if name == "sample" else self.options.calibration_questions
         dev = questions.select("dev", limit, self.options.seed)
+        if name in REMOVAL_SETS:
+            dev = with_removal(dev)
         pipeline = self.pipeline(name, questions)
         with self._progress() as progress:
             task = progress.add_task(f"calibration: {name}/dev", total=len(dev.examples))
@@ -254,17 +320,24 @@ class Evaluation:
             )
 
     # -- reporting ---------------------------------------------------------------
-    def _report(self, results: Sequence[VariantResult], context: dict[str, Any]) -> None:
+    def _report(
+        self,
+        results: Sequence[VariantResult],
+        closed: Sequence[ClosedResult],
+        context: dict[str, Any],
+    ) -> None:
         for table in reports.metrics_tables(results):
             self.console.print(table)
+        if closed:
+            self.console.print(reports.closed_context_table(closed))
         directory = self.options.report_dir
         default = self._default_variant()
         json_path = reports.write_json(
             directory / "eval-report.json", results, context, detailed_variants=[default, "service"]
         )
-        span_variants = {v.name for v in VARIANTS if v.granularity != "sentence"}
+        same_retrieval = {v.name for v in VARIANTS if v.answerer != "reader"}
         recall_path = plots.recall_curves(
-            [r for r in results if r.variant not in span_variants], directory / "recall-at-k.png"
+            [r for r in results if r.variant not in same_retrieval], directory / "recall-at-k.png"
         )
         curves = [
             (
@@ -287,7 +360,7 @@ class Evaluation:
         for variant in VARIANTS:
             fusion_matters = variant.mode == "hybrid"
             if (
-                variant.granularity == "sentence"
+                variant.answerer == s.answerer
                 and variant.sentence_rescore == (s.sentence_rescore_weight > 0)
                 and variant.mode == s.retrieval_mode
                 and (variant.fusion == s.fusion or not fusion_matters)

@@ -61,6 +61,7 @@ class ArticleFilter:
     published_after: str | None = None
     published_before: str | None = None
     article_ids: tuple[str, ...] | None = None
+    excluded_article_ids: tuple[str, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -69,6 +70,7 @@ class ArticleFilter:
             and self.published_after is None
             and self.published_before is None
             and self.article_ids is None
+            and self.excluded_article_ids is None
         )
 
 
@@ -231,6 +233,9 @@ class RecordStore:
         if where.article_ids is not None:
             clauses.append(f"a.id IN ({','.join('?' * len(where.article_ids))})")
             params.extend(where.article_ids)
+        if where.excluded_article_ids is not None:
+            clauses.append(f"a.id NOT IN ({','.join('?' * len(where.excluded_article_ids))})")
+            params.extend(where.excluded_article_ids)
         sql = "SELECT c.rowid FROM chunks c JOIN articles a ON a.id = c.article_id"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)

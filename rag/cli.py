@@ -15,9 +15,12 @@ from rich.table import Table
 
 from index.store import IndexStoreError
 from rag.pipeline import Pipeline, ProgressCallback
-from rag.settings import Settings
+from rag.settings import PROJECT_ROOT, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
+
+SQUADSHIFTS = PROJECT_ROOT.parent / "shared" / "data" / "squadshifts"
+TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
 
 app = typer.Typer(
     help="Extractive, cited question answering over news articles.", no_args_is_help=True
@@ -82,7 +85,7 @@ def ask(
     top_k: Annotated[int, typer.Option(min=1, max=50, help="Passages to retrieve.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON response.")] = False,
 ) -> None:
-    """Answer a question with verbatim sentences from the indexed articles."""
+    """Answer a question with verbatim spans, each shown inside its sentence."""
     if not question.strip():
         errors.print("[red]error:[/red] the question is empty")
         raise typer.Exit(2)
@@ -97,6 +100,14 @@ def ask(
         console.print("[bold]No answer in the indexed articles.[/bold] Closest passages:")
     for number, answer in enumerate(result.answers, start=1):
         console.print(f"\n[bold green]{number}. {escape(answer.text)}[/bold green]")
+        context = answer.context
+        if context.text != answer.text:
+            before = context.text[: answer.start - context.start]
+            after = context.text[answer.end - context.start :]
+            console.print(
+                f"   [dim]“{escape(before)}[/dim][bold]{escape(answer.text)}[/bold]"
+                f"[dim]{escape(after)}”[/dim]"
+            )
         console.print(
             f"   score {answer.score:.2f} · {escape(answer.title)}"
             f"{' · ' + escape(answer.url) if answer.url else ''}"
@@ -183,10 +194,16 @@ def check() -> None:
 def evaluate(
     sets: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Question sets: sample, squad (default: both)."),
+        typer.Option(
+            "--set",
+            help="Question sets: sample, squad (one article per Wikipedia article), "
+            "squad-paragraphs (one per paragraph), shifts (the reader's held-out "
+            "SQuADShifts articles); default: all.",
+        ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(min=1, help="SQuAD questions to sample (default 2000).")
+        int | None,
+        typer.Option(min=1, help="Questions to sample from SQuAD and shifts (default 2000)."),
     ] = 2000,
     all_questions: Annotated[
         bool, typer.Option("--all", help="Ask every SQuAD question of the split.")
@@ -200,7 +217,11 @@ def evaluate(
         typer.Option("--variant", help="Ablation variants to run (default: all)."),
     ] = None,
     calibrate: Annotated[
-        bool, typer.Option(help="Refit the answer calibration on the dev splits first.")
+        bool,
+        typer.Option(
+            help="First refit the answerer's calibration on the dev questions of the sample "
+            "and shifts sets (never on SQuAD)."
+        ),
     ] = False,
     url: Annotated[
         str | None, typer.Option(help="Evaluate a running service (POST {url}/ask).")
@@ -233,6 +254,76 @@ def evaluate(
         raise typer.Exit(2) from None
 
 
+@app.command("train-reader")
+def train_reader(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="SQuAD-layout training files (default: SQuADShifts "
+            "new_wiki, reddit, amazon_reviews in ../shared/data/squadshifts).",
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Where the trained reader goes.")] = (
+        PROJECT_ROOT / "models" / "reader"
+    ),
+    work_dir: Annotated[Path, typer.Option(help="Checkpoints and the training log.")] = (
+        PROJECT_ROOT / "var" / "reader-training"
+    ),
+    epochs: Annotated[float, typer.Option(min=0.0)] = 1.0,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 8e-5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    max_train_examples: Annotated[int | None, typer.Option(min=1)] = None,
+    max_dev_examples: Annotated[int, typer.Option(min=1)] = 600,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 200,
+    eval_every: Annotated[int, typer.Option(min=1)] = 1000,
+    seed: int = 13,
+    stop_at: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Ship the model as it is at this step (a later run resumes the schedule)."
+        ),
+    ] = None,
+) -> None:
+    """Train the span reader from the packaged MiniLM weights (seeded, resumable)."""
+    from rag.embedding import packaged_model_path
+    from training.reader import ReaderTrainConfig
+    from training.reader import train_reader as run_training
+
+    files = data or [SQUADSHIFTS / f"{name}_v1.0.json" for name in TRAINING_SETS]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        errors.print(f"[red]error:[/red] no such training file: {escape(', '.join(missing))}")
+        raise typer.Exit(2)
+    settings = Settings()
+    config = ReaderTrainConfig(
+        data_files=tuple(str(path.resolve()) for path in files),
+        base_model=str(settings.model_path or packaged_model_path()),
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_train_examples=max_train_examples,
+        max_dev_examples=max_dev_examples,
+        checkpoint_every=checkpoint_every,
+        eval_every=eval_every,
+        seed=seed,
+        threads=settings.torch_threads,
+    )
+    log = work_dir / "log.jsonl"
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    def record(event: dict[str, object]) -> None:
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event) + "\n")
+        if event["event"] != "step" or int(str(event["step"])) % 100 == 0:
+            console.print(escape(json.dumps(event)))
+
+    metrics = run_training(config, work_dir, output, record, stop_at)
+    console.print(
+        f"reader written to {output}: dev F1 {metrics.f1:.3f}, EM {metrics.exact_match:.3f}"
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
@@ -241,14 +332,50 @@ def serve(
         int, typer.Option(min=1, help="Worker processes sharing the index directory.")
     ] = 1,
 ) -> None:
-    """Run the HTTP service and web form (indexes the sample articles if there is no index)."""
+    """Run the HTTP service and web form (indexes the sample articles if there is no index).
+
+    It answers /health/live at once and /health/ready once the index is loaded. SIGTERM
+    stops it gracefully: no new connections, the requests in flight finish (a write
+    included), then it exits 0.
+    """
+    import os
+    import shutil
+    import signal
+    import tempfile
+    from types import FrameType
+
     import uvicorn
 
+    from api.logs import log_config
+
     settings = Settings()
-    uvicorn.run(
-        "api.app:create_app_from_env",  # each worker builds the app from RAG_* variables
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-    )
+    # Prometheus multiprocess mode, so that /metrics adds up every worker: each writes its
+    # values to files in this directory. Set before any worker imports prometheus_client.
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics_dir = Path(given) if given else Path(tempfile.mkdtemp(prefix="newsqa-metrics-"))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # a given directory may hold a previous run's
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    # uvicorn handles SIGTERM itself (stops accepting, waits for the requests in flight,
+    # runs the shutdown) and then raises it again for the handler it found: this one, so
+    # that a graceful stop exits 0 rather than "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, exit_cleanly)
+    try:
+        uvicorn.run(
+            "api.app:create_app_from_env",  # each worker builds the app from RAG_* variables
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_config=log_config(settings),
+            access_log=False,  # the app writes its own, without query strings (api.access)
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        )
+    finally:
+        if not given:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

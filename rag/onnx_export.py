@@ -82,11 +82,11 @@ def _export(model_path: Path, work_dir: Path, precision: Precision, threads: int
     raw = work_dir / "raw.onnx"
     _torch_export(bert, model.preprocess(list(PROBES)), raw)
     graph = onnx.load(str(raw))
-    _scale_by_division(graph)
+    scale_attention_by_division(graph)
     onnx.save(graph, str(raw))
     final = work_dir / f"{precision}.onnx"
     if precision == "int8":
-        _quantise(raw, final)
+        quantise_matmuls(raw, final)
     else:
         _optimise(raw, final, bert.config.num_attention_heads, bert.config.hidden_size)
     _verify(final, model, model_path, precision, threads)
@@ -144,7 +144,7 @@ def _torch_export(bert: Any, features: dict[str, Any], path: Path) -> None:
         )
 
 
-def _scale_by_division(graph: onnx.ModelProto) -> None:
+def scale_attention_by_division(graph: onnx.ModelProto) -> None:
     """Rewrite ``(Q @ K) * c`` as ``(Q @ K) / (1 / c)`` before each attention softmax.
 
     Transformers 5 scales attention scores with a ``Mul``; ONNX Runtime's attention fusion
@@ -186,7 +186,10 @@ def _optimise(source: Path, target: Path, heads: int, hidden: int) -> None:
     optimised.save_model_to_file(str(target))
 
 
-def _quantise(source: Path, target: Path) -> None:
+def quantise_matmuls(source: Path, target: Path, embeddings: bool = False) -> None:
+    """Dynamic int8 quantisation of every MatMul's constant weights, per channel; with
+    ``embeddings``, the embedding tables (``Gather``) too, which quarters a small BERT's
+    file (its word embeddings are half its weights)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -196,7 +199,7 @@ def _quantise(source: Path, target: Path) -> None:
         weight_type=QuantType.QInt8,
         per_channel=True,
         reduce_range=False,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=["MatMul", "Gather"] if embeddings else ["MatMul"],
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )
 

@@ -11,13 +11,17 @@ from pathlib import Path
 
 from index.records import ArticleFilter, RecordStore
 from index.store import IndexStore, NewArticle, Snapshot
+from rag.answering import Answerer, Calibration, Candidate, PassageHit, confident
 from rag.articles import Article, ArticleError, iter_article_files, parse_bytes
 from rag.chunking import Chunker, SentenceSplitter
 from rag.embedding import Embedder
 from rag.encoders import Vectors
-from rag.extraction import Calibration, PassageHit, SentenceExtractor
+from rag.extraction import SentenceExtractor
+from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer
+from rag.reader.model import SpanReader
 from rag.retrieval import BestSentenceScorer, Retriever
 from rag.settings import Settings
+from rag.text import printable
 from rag.types import (
     Answer,
     ArticleDetail,
@@ -26,10 +30,14 @@ from rag.types import (
     IngestReport,
     Passage,
     Rejection,
+    TextSpan,
 )
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``(chunks_embedded_so_far, chunks_total)`` while ingesting."""
+StageCallback = Callable[[str, float], None]
+"""Called as ``(stage, seconds)`` for the stages of a question: ``encode`` (the question
+vector), ``retrieve`` (finding the passages) and ``read`` (the answerer on them)."""
 
 
 class Pipeline:
@@ -58,10 +66,7 @@ class Pipeline:
             candidate_pool=settings.candidate_pool,
             rescore_weight=settings.sentence_rescore_weight,
         )
-        calibration = Calibration.load(settings.calibration_path)
-        if settings.answer_threshold is not None:
-            calibration = dataclasses.replace(calibration, threshold=settings.answer_threshold)
-        self.extractor = SentenceExtractor(calibration)
+        self.answerer = build_answerer(settings)
         self.store = IndexStore(
             settings.index_dir,
             settings.model_name,
@@ -79,6 +84,8 @@ class Pipeline:
 
         faiss.omp_set_num_threads(settings.faiss_threads)
         pipeline = cls(settings, embedder)
+        if isinstance(pipeline.answerer, ReaderAnswerer):
+            pipeline.answerer.reader.warm_up()
         pipeline.refresh()
         if pipeline._snapshot is None and settings.seed_sample_articles:
             pipeline.ingest([settings.sample_articles_dir])
@@ -97,12 +104,19 @@ class Pipeline:
             return self._snapshot
 
     def retrieve(
-        self, question: str, top_k: int = 5, where: ArticleFilter | None = None
+        self,
+        question: str,
+        top_k: int = 5,
+        where: ArticleFilter | None = None,
+        on_stage: StageCallback | None = None,
     ) -> Retrieval:
         """Embed the question and find the ``top_k`` best passages, with their sentence
         vectors (no passages when the index is empty or nothing passes ``where``)."""
         snapshot = self.refresh()
+        encoding = time.perf_counter()
         question_vector = self.embedder.embed_query(question)
+        if on_stage is not None:
+            on_stage("encode", time.perf_counter() - encoding)
         if snapshot is None or not snapshot.vectors.size:
             return Retrieval(snapshot, question_vector, [])
         allowed = None
@@ -125,10 +139,21 @@ class Pipeline:
         hits = [PassageHit(stored[s.rowid].chunk, s.score, vectors[s.rowid]) for s in scored]
         return Retrieval(snapshot, question_vector, hits)
 
-    def ask(self, question: str, top_k: int = 5, where: ArticleFilter | None = None) -> AskResult:
-        """Answer a question with verbatim, cited sentences; no answers means abstention."""
+    def ask(
+        self,
+        question: str,
+        top_k: int = 5,
+        where: ArticleFilter | None = None,
+        on_stage: StageCallback | None = None,
+    ) -> AskResult:
+        """Answer a question with verbatim, cited spans (or sentences, with the sentence
+        answerer), each inside its sentence; no answers means abstention. ``on_stage`` is
+        told how long each stage took."""
         started = time.perf_counter()
-        retrieval = self.retrieve(question, top_k, where)
+        stages = {"encode": 0.0}
+        retrieval = self.retrieve(question, top_k, where, stages.__setitem__)
+        retrieved = time.perf_counter()
+        stages["retrieve"] = retrieved - started - stages["encode"]
         answers: list[Answer] = []
         passages: list[Passage] = []
         if retrieval.snapshot is not None and retrieval.hits:
@@ -147,11 +172,11 @@ class Pipeline:
                         score=round(hit.score, 4),
                     )
                 )
-            limit = min(self.settings.max_answers, top_k)
-            chosen = self.extractor.answers(
-                question, retrieval.question_vector, retrieval.hits, limit
+            candidates = self.answerer.candidates(
+                question, retrieval.question_vector, retrieval.hits
             )
-            for candidate in chosen:
+            limit = min(self.settings.max_answers, top_k)
+            for candidate in confident(candidates, self.answerer.calibration.threshold, limit):
                 article = articles.get(candidate.article_id)
                 answers.append(
                     Answer(
@@ -163,10 +188,33 @@ class Pipeline:
                         start=candidate.start,
                         end=candidate.end,
                         passage_id=candidate.passage.passage_id,
+                        context=TextSpan(
+                            text=candidate.context.text,
+                            start=candidate.context.start,
+                            end=candidate.context.end,
+                        ),
                     )
                 )
-        took_ms = (time.perf_counter() - started) * 1000
+        finished = time.perf_counter()
+        stages["read"] = finished - retrieved
+        if on_stage is not None:
+            for stage, seconds in stages.items():
+                on_stage(stage, seconds)
+        took_ms = (finished - started) * 1000
         return AskResult(question=question, answers=answers, passages=passages, took_ms=took_ms)
+
+    @property
+    def answer_features(self) -> tuple[str, ...]:
+        """Names of the features the answerer scores candidates by."""
+        return self.answerer.features
+
+    def candidates(
+        self, question: str, top_k: int = 5, where: ArticleFilter | None = None
+    ) -> list[Candidate]:
+        """Every answer candidate the answerer weighs for a question, with its features and
+        score, before the threshold: what calibration is fitted on."""
+        retrieval = self.retrieve(question, top_k, where)
+        return self.answerer.candidates(question, retrieval.question_vector, retrieval.hits)
 
     def articles(self, offset: int = 0, limit: int = -1) -> list[ArticleSummary]:
         """Indexed articles, in the order they were added."""
@@ -192,6 +240,8 @@ class Pipeline:
         manifest = snapshot.manifest if snapshot else {}
         return {
             "model_name": self.settings.model_name,
+            "answerer": self.settings.answerer,
+            "reader": _reader_fingerprint(self.answerer),
             "articles": manifest.get("articles", 0),
             "chunks": manifest.get("chunks", 0),
             "format_version": manifest.get("format_version"),
@@ -216,7 +266,7 @@ class Pipeline:
                 data = path.read_bytes()
             except OSError as error:
                 report.rejected.append(
-                    Rejection(name=str(path), reason=error.strerror or str(error))
+                    Rejection(name=printable(str(path)), reason=error.strerror or str(error))
                 )
                 continue
             articles.extend(_parse_file(str(path), data, report))
@@ -353,10 +403,33 @@ class Pipeline:
 
     def _settings_record(self) -> dict[str, object]:
         return {
+            "reader": _reader_fingerprint(self.answerer),
             "chunk_max_tokens": self.settings.chunk_max_tokens,
             "chunk_overlap_sentences": self.settings.chunk_overlap_sentences,
             "max_sentence_chars": self.settings.max_sentence_chars,
         }
+
+
+def build_answerer(settings: Settings) -> Answerer:
+    """The answerer ``settings.answerer`` names, with its calibration (and the threshold
+    override, if any)."""
+    if settings.answerer == "reader":
+        path = settings.reader_calibration_path
+        calibration = Calibration.load(path) if path.exists() else SQUAD2_RULE
+    else:
+        calibration = Calibration.load(settings.calibration_path)
+    if settings.answer_threshold is not None:
+        calibration = dataclasses.replace(calibration, threshold=settings.answer_threshold)
+    if settings.answerer == "sentence":
+        return SentenceExtractor(calibration)
+    reader = SpanReader(
+        settings.reader_path, settings.torch_threads, settings.reader_max_answer_tokens
+    )
+    return ReaderAnswerer(reader, calibration, settings.reader_passages)
+
+
+def _reader_fingerprint(answerer: Answerer) -> str | None:
+    return answerer.reader.fingerprint if isinstance(answerer, ReaderAnswerer) else None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RetrievalMode = Literal["hybrid", "dense", "lexical"]
 FusionMethod = Literal["weighted", "rrf"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+AnswererMode = Literal["reader", "sentence"]
 MODELS_DIR = PROJECT_ROOT / "var" / "models"
 
 
@@ -81,11 +82,32 @@ class Settings(BaseSettings):
         "ingest, so this costs no encoding; 0.5 was best on the dev questions.",
     )
 
+    answerer: AnswererMode = Field(
+        default="reader",
+        description="reader: the span the trained reader points at, with its sentence; "
+        "sentence: the best whole sentence (the answerer before the reader, kept for "
+        "ablation and as a fallback).",
+    )
+    reader_path: Path = Field(
+        default=PROJECT_ROOT / "models" / "reader",
+        description="Directory of the trained span reader (shipped in the repository).",
+    )
+    reader_passages: int = Field(
+        default=5, ge=1, le=50, description="Best retrieved passages the reader reads."
+    )
+    reader_max_answer_tokens: int = Field(default=30, ge=1, le=128)
     max_answers: int = Field(default=3, ge=1)
     answer_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Override the calibrated abstention threshold."
     )
-    calibration_path: Path = PROJECT_ROOT / "rag" / "calibration.json"
+    calibration_path: Path = Field(
+        default=PROJECT_ROOT / "rag" / "calibration.json",
+        description="Calibration of the sentence answerer.",
+    )
+    reader_calibration_path: Path = Field(
+        default=PROJECT_ROOT / "rag" / "reader_calibration.json",
+        description="Calibration of the reader's answers (fitted by `rag eval --calibrate`).",
+    )
 
     api_key: SecretStr | None = None
     host: str = "127.0.0.1"
@@ -110,3 +132,29 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Service log lines as plain text or as one JSON object each."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_questions: bool = Field(
+        default=False,
+        description="Put questions (and the titles of added articles) in the log; off by "
+        "default: the log says what happened to a request, not what was asked.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics to every client; by default only to loopback clients "
+        "and to holders of the API key.",
+    )
+    shutdown_timeout_s: int | None = Field(
+        default=None,
+        gt=0,
+        description="On SIGTERM, how long to wait for requests in flight before cancelling "
+        "them; unset: wait until they finish.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
+class TextSpan(BaseModel):
+    """Verbatim article text with its offsets: ``article.text[start:end] == text``."""
+
+    text: str
+    start: int
+    end: int
+
+
 class Answer(BaseModel):
-    """A verbatim answer: ``article.text[start:end] == text``."""
+    """A verbatim answer: ``article.text[start:end] == text``, inside ``context``."""
 
     text: str
     score: float = Field(ge=0.0, le=1.0, description="Calibrated probability the answer is right")
@@ -16,6 +24,7 @@ class Answer(BaseModel):
     start: int = Field(description="Offset of the answer in the article text")
     end: int
     passage_id: str = Field(description="The cited passage the answer was found in")
+    context: TextSpan = Field(description="The sentence the answer stands in")
 
 
 class Passage(BaseModel):

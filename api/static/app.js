@@ -53,7 +53,8 @@ function title(item) {
   return node;
 }
 
-/** ``text`` (starting at article offset ``base``) with the ``spans`` marked. */
+/** ``text`` (starting at article offset ``base``) with the ``spans`` marked; a span's
+ * ``inner`` span (an answer inside its sentence) is marked inside it. */
 function highlighted(text, base, spans) {
   const fragment = document.createDocumentFragment();
   let cursor = 0;
@@ -61,18 +62,30 @@ function highlighted(text, base, spans) {
     const from = span.start - base;
     const to = span.end - base;
     if (from < cursor || to > text.length || from >= to) continue;
-    fragment.append(text.slice(cursor, from), el("mark", span.kind, text.slice(from, to)));
+    const mark = el("mark", span.kind);
+    const inside = text.slice(from, to);
+    mark.append(span.inner ? highlighted(inside, span.start, [span.inner]) : inside);
+    fragment.append(text.slice(cursor, from), mark);
     cursor = to;
   }
   fragment.append(text.slice(cursor));
   return fragment;
 }
 
+/** An answer as a span to mark: its sentence, with the answer itself marked inside. */
+function answerSpan(answer, best) {
+  const kind = best ? "best" : "also";
+  const inner = { start: answer.start, end: answer.end, kind };
+  const context = answer.context;
+  if (!context || (context.start === answer.start && context.end === answer.end)) return inner;
+  return { start: context.start, end: context.end, kind: "sentence", inner };
+}
+
 /** The answers found in a passage, as spans to mark (the best one stands out). */
 function answerSpans(passage, answers) {
   return answers
     .filter((answer) => answer.passage_id === passage.passage_id)
-    .map((answer) => ({ ...answer, kind: answer === answers[0] ? "best" : "also" }));
+    .map((answer) => answerSpan(answer, answer === answers[0]));
 }
 
 async function getJSON(url, options) {
@@ -133,7 +146,7 @@ function answerCard(best, passage, answers) {
   const card = el("article", "card answer");
   const head = el("div", "card-head");
   const score = el("span", "score", `${Math.round(best.score * 100)}% confidence`);
-  score.title = "Calibrated probability that this sentence answers the question";
+  score.title = "Calibrated probability that this answer is right";
   head.append(el("h2", "", "Answer"), score);
   const quote = el("blockquote", "passage");
   quote.append(
@@ -141,7 +154,8 @@ function answerCard(best, passage, answers) {
       ? highlighted(passage.text, passage.start, answerSpans(passage, answers))
       : el("mark", "best", best.text),
   );
-  card.append(head, quote, citation(best, { start: best.start, end: best.end, kind: "best" }));
+  const answerText = el("p", "answer-text", best.text);
+  card.append(head, answerText, quote, citation(best, answerSpan(best, true)));
   return card;
 }
 
@@ -153,7 +167,7 @@ function notFoundCard(result) {
       "p",
       "",
       result.passages.length
-        ? "No sentence in the indexed articles answers this confidently. " +
+        ? "No passage in the indexed articles answers this confidently. " +
             "The closest passages are below; rephrasing the question may help."
         : "No indexed article matches this question.",
     ),

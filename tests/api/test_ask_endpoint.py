@@ -29,7 +29,8 @@ def test_response_has_exactly_the_contract_fields(client: TestClient) -> None:
     assert body["question"] == MACRON
     assert body["answers"] and body["passages"]
     answer_fields = {"text", "score", "article_id", "title", "url", "start", "end", "passage_id"}
-    assert all(set(answer) == answer_fields for answer in body["answers"])
+    assert all(set(answer) == answer_fields | {"context"} for answer in body["answers"])
+    assert all(set(answer["context"]) == {"text", "start", "end"} for answer in body["answers"])
     passage_fields = {"passage_id", "article_id", "title", "url", "text", "start", "end", "score"}
     assert all(set(passage) == passage_fields for passage in body["passages"])
     scores = [answer["score"] for answer in body["answers"]]
@@ -42,9 +43,14 @@ def test_macron_answer_is_verbatim_and_its_offsets_match_the_article(client: Tes
     body = ask(client, MACRON)
     best = body["answers"][0]
 
-    assert "three billion euros in aid" in best["text"]
+    assert "three billion euros" in best["text"]
+    assert len(best["text"]) < len(best["context"]["text"])  # the words, inside their sentence
     article = client.get(f"/articles/{best['article_id']}").json()
     assert article["text"][best["start"] : best["end"]] == best["text"]
+    context = best["context"]
+    assert article["text"][context["start"] : context["end"]] == context["text"]
+    assert context["start"] <= best["start"] < best["end"] <= context["end"]
+    assert context["text"].startswith("Macron said that France would continue")
     assert best["title"] == article["title"]
     passage = next(p for p in body["passages"] if p["passage_id"] == best["passage_id"])
     assert article["text"][passage["start"] : passage["end"]] == passage["text"]

@@ -12,6 +12,7 @@ from api.app import create_app
 from index.store import FORMAT_VERSION
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
+from rag.reader.model import reader_fingerprint
 from rag.settings import Settings
 
 
@@ -26,6 +27,9 @@ def test_health_reports_model_and_counts(client: TestClient) -> None:
     assert health["chunks"] == sum(a["chunks"] for a in articles)
     assert health["format_version"] == FORMAT_VERSION
     assert health["writable"] is False
+    assert health["answerer"] == "reader"
+    assert health["reader"] == reader_fingerprint(Settings().reader_path)
+    assert len(health["reader"]) == 16
     assert "index_dir" not in health
 
 

@@ -41,7 +41,9 @@ def test_answer_is_highlighted_inside_its_passage_with_score_and_source(
     ask_with_the_keyboard(page, MACRON)
 
     answer = page.locator(".answer")
-    expect(answer.locator("mark.best")).to_have_text(best["text"])
+    expect(answer.locator(".answer-text")).to_have_text(best["text"])
+    expect(answer.locator("mark.sentence")).to_have_text(best["context"]["text"])
+    expect(answer.locator("mark.sentence mark.best")).to_have_text(best["text"])
     expect(answer.locator("blockquote")).to_have_text(passage["text"])
     expect(answer.locator(".score")).to_have_text(f"{round(best['score'] * 100)}% confidence")
     expect(answer.locator(".cite .title")).to_have_text(best["title"])
@@ -96,11 +98,17 @@ def test_read_in_full_article_marks_the_answer_at_its_offsets(page: Page, artifa
     reader = page.get_by_role("dialog")
     expect(reader).to_be_visible()
     expect(reader.get_by_role("heading")).to_have_text(article["title"])
-    expect(reader.locator("mark")).to_have_text(best["text"])
+    context = best["context"]
+    expect(reader.locator("mark.sentence")).to_have_text(context["text"])
+    expect(reader.locator("mark.sentence mark.best")).to_have_text(best["text"])
     text_before_mark = reader.locator("#reader-text").evaluate(
         "node => node.firstChild.nodeType === Node.TEXT_NODE ? node.firstChild.data : ''"
     )
-    assert text_before_mark == article["text"][: best["start"]]
+    assert text_before_mark == article["text"][: context["start"]]
+    inside_before_answer = reader.locator("mark.sentence").evaluate(
+        "node => node.firstChild.nodeType === Node.TEXT_NODE ? node.firstChild.data : ''"
+    )
+    assert inside_before_answer == article["text"][context["start"] : best["start"]]
     page.screenshot(path=artifacts / "reader-desktop.png")
     page.keyboard.press("Escape")
     expect(reader).to_be_hidden()

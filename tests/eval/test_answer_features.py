@@ -1,5 +1,6 @@
-"""What the harness work added to ``rag``: the answer-kind feature and answer spans
-(``rag.extraction``) and best-sentence re-scoring (``rag.retrieval``).
+"""What the harness work added to ``rag``: the answer-kind feature (``rag.extraction``)
+and best-sentence re-scoring (``rag.retrieval``). The questions here are made up for
+the tests: none comes from the evaluation question sets.
 
 (Their tests sit here, next to the harness that measures them, since ``tests/rag``
 belongs to the core pipeline's owners.)
@@ -16,22 +17,22 @@ import pytest
 from index.lexical import LexicalIndex
 from index.vectors import VectorIndex
 from rag.embedding import Embedder
-from rag.extraction import answer_kind, answer_span, offers_kind
+from rag.extraction import answer_kind, offers_kind
 from rag.retrieval import BestSentenceScorer, Retriever
 
 
 @pytest.mark.parametrize(
     ("question", "kind"),
     [
-        ("How many EU leaders did Zelensky meet with?", "number"),
-        ("How long did he give the West?", "number"),
-        ("When did Zelensky meet Meloni?", "date"),
-        ("In what year did Tesla demonstrate his system?", "date"),
-        ("Who did Zelenskiy meet in London?", "name"),
-        ("In which Russian cities are the plants?", "name"),
-        ("Where did Zelensky pitch his plan?", "name"),
-        ("Why is letting Kyiv into NATO a problem?", None),
-        ("victory plan first point", None),
+        ("How many ships left the port of Gdansk?", "number"),
+        ("How long did the strike last?", "number"),
+        ("When did the council approve the budget?", "date"),
+        ("In what year did the bridge open?", "date"),
+        ("Who chaired the committee hearing?", "name"),
+        ("In which cities did the protests spread?", "name"),
+        ("Where was the summit held?", "name"),
+        ("Why did the airline cancel the flights?", None),
+        ("budget vote outcome", None),
     ],
 )
 def test_answer_kind_of_questions(question: str, kind: str | None) -> None:
@@ -39,51 +40,14 @@ def test_answer_kind_of_questions(question: str, kind: str | None) -> None:
 
 
 def test_offers_kind_needs_something_new_of_the_asked_kind() -> None:
-    question = "How many EU leaders did Zelensky meet with?"
-    assert offers_kind("He met with the EU's 27 leaders.", "number", question)
-    assert not offers_kind("Zelensky met EU leaders in Brussels.", "number", question)
+    question = "How many ships left the port?"
+    assert offers_kind("Twelve ships left, 14 more are waiting.", "number", question)
+    assert not offers_kind("Ships left the port at dawn.", "number", question)
     # a name already in the question is not an answer to "who"
-    who = "Who met Meloni in Rome?"
-    assert not offers_kind("Then he met Meloni.", "name", who)
-    assert offers_kind("Then Meloni met Zelensky.", "name", who)
+    who = "Who met Novak in Vienna?"
+    assert not offers_kind("Then he met Novak.", "name", who)
+    assert offers_kind("Then Novak met Halvorsen.", "name", who)
     assert offers_kind("Anything at all.", None, "Why?")
-
-
-@pytest.mark.parametrize(
-    ("question", "sentence", "span"),
-    [
-        (
-            "How long did Zelenskiy give Western countries to sign off?",
-            "Zelensky demanded that Western powers endorse his plan within three months.",
-            "three months",
-        ),
-        (
-            "On what date did Zelenskyy discuss the plan?",
-            "Zelenskyy discussed the plan with NATO on Thursday, the 10th of October, in a bid.",
-            "Thursday, the 10th of October",
-        ),
-        (
-            "In which Russian cities are the munitions plants?",
-            "They include Russian munitions factories in Tambov, Kazan, and Perm; airfields.",
-            "Tambov, Kazan, and Perm",
-        ),
-        (
-            "How big a loan did the EU approve?",
-            "The EU approved loaning Ukraine up to 35 billion euros ($38 billion).",
-            "35 billion euros",
-        ),
-    ],
-)
-def test_answer_span_by_hand(question: str, sentence: str, span: str) -> None:
-    found = answer_span(sentence, answer_kind(question), question)
-    assert found is not None
-    assert sentence[found[0] : found[1]] == span
-
-
-def test_no_span_without_an_answer_kind_or_a_new_token() -> None:
-    assert answer_span("Because it would mean war.", None, "Why?") is None
-    question = "How many leaders came?"
-    assert answer_span("The leaders came.", answer_kind(question), question) is None
 
 
 def _tiny_index() -> tuple[VectorIndex, LexicalIndex]:

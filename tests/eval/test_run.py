@@ -33,25 +33,26 @@ def _small_sample(path: Path) -> Path:
 def test_calibrated_in_process_run_writes_the_report(tmp_path: Path) -> None:
     settings = Settings()
     calibration_path = tmp_path / "calibration.json"
-    shutil.copy(settings.calibration_path, calibration_path)
+    shutil.copy(settings.reader_calibration_path, calibration_path)
     options = EvalOptions(
         sets=("sample",),
         sample_path=_small_sample(tmp_path / "small.jsonl"),
-        variants=("hybrid-weighted+sentence", "hybrid-weighted+sentence-span"),
+        variants=("reader", "sentence-answerer"),
         calibrate=True,
+        calibration_sets=("sample",),
         report_dir=tmp_path / "reports",
         cache_dir=tmp_path / "cache",
     )
     console = Console(record=True, width=200)
     results = Evaluation(
-        options, settings.model_copy(update={"calibration_path": calibration_path}), console
+        options, settings.model_copy(update={"reader_calibration_path": calibration_path}), console
     ).run()
 
     assert [(r.dataset, r.split, r.variant) for r in results] == [
-        ("sample", "dev", "hybrid-weighted+sentence"),
-        ("sample", "test", "hybrid-weighted+sentence"),
-        ("sample", "dev", "hybrid-weighted+sentence-span"),
-        ("sample", "test", "hybrid-weighted+sentence-span"),
+        ("sample", "dev", "reader"),
+        ("sample", "test", "reader"),
+        ("sample", "dev", "sentence-answerer"),
+        ("sample", "test", "sentence-answerer"),
     ]
     assert all(r.metrics.citation == 1.0 for r in results)
     fitted = json.loads(calibration_path.read_text())

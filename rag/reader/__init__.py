@@ -1,0 +1,1 @@
+"""The extractive span reader: windows over passages, span decoding, the trained model."""

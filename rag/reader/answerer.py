@@ -1,0 +1,81 @@
+"""Answer with the span the trained reader points at, inside its sentence.
+
+The reader reads the best ``passages`` retrieved passages in one batched call and
+proposes its best span in each. Three features decide how sure the answer is: the
+reader's margin of the span over "no answer", the span's own logit, and the passage's
+retrieval score; a logistic model fitted on dev questions (``rag eval --calibrate``)
+turns them into a probability, and the service abstains below its threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.answering import Calibration, Candidate, PassageHit, merge_duplicates, sentence_context
+from rag.reader.model import SpanReader
+
+FEATURES = ("margin", "span", "passage")
+SQUAD2_RULE = Calibration(0.0, {"margin": 1.0, "span": 0.0, "passage": 0.0}, 0.5)
+"""The reader's own decision before any calibration is fitted: answer when the span beats
+"no answer" (the SQuAD 2.0 rule), the score a logistic of that margin."""
+_EDGE_PUNCTUATION = " \t\n,;:"
+
+
+class ReaderAnswerer:
+    """Scored span candidates from the reader's reading of the top passages."""
+
+    features: tuple[str, ...] = FEATURES
+
+    def __init__(self, reader: SpanReader, calibration: Calibration, passages: int) -> None:
+        self.reader = reader
+        self.calibration = calibration
+        self.passages = passages
+
+    def candidates(
+        self, question: str, question_vector: npt.NDArray[np.float32], hits: Sequence[PassageHit]
+    ) -> list[Candidate]:
+        """The best span of each of the top passages, scored, best first; spans that
+        overlap (the same words read in two overlapping chunks) or repeat are merged."""
+        read = sorted(hits, key=lambda h: -h.score)[: self.passages]
+        readings = self.reader.read(question, [hit.chunk.text for hit in read])
+        found: list[Candidate] = []
+        for hit, reading in zip(read, readings, strict=True):
+            if reading is None:
+                continue
+            chunk = hit.chunk
+            start, end = _whole_words(chunk.text, reading.start, reading.end)
+            if start >= end:
+                continue
+            features = {"margin": reading.margin, "span": reading.span_score, "passage": hit.score}
+            found.append(
+                Candidate(
+                    article_id=chunk.article_id,
+                    start=chunk.start + start,
+                    end=chunk.start + end,
+                    text=chunk.text[start:end],
+                    context=sentence_context(chunk, chunk.start + start, chunk.start + end),
+                    passage=chunk,
+                    features=features,
+                    score=self.calibration.probability(features),
+                )
+            )
+        found.sort(key=lambda c: -c.score)
+        return merge_duplicates(found)
+
+
+def _whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` widened to whole words (a span can end inside a word that the
+    tokenizer cut in pieces), then without leading or trailing spaces and clause
+    punctuation."""
+    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+        start -= 1
+    while end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
+        end += 1
+    while start < end and text[start] in _EDGE_PUNCTUATION:
+        start += 1
+    while end > start and text[end - 1] in _EDGE_PUNCTUATION:
+        end -= 1
+    return start, end

@@ -1,0 +1,111 @@
+"""The trained span reader, run on ONNX Runtime from the graph shipped in ``models/reader``.
+
+The directory holds ``reader.onnx`` (the fine-tuned BERT with its span head, weights
+quantised to int8), the tokenizer files and ``training.json``. Nothing is downloaded:
+a missing directory or file is an error naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.reader.spans import Reading, read_spans
+from rag.reader.windows import WindowSpec, make_windows, pad_batch
+
+GRAPH_FILE = "reader.onnx"
+TRAINING_RECORD = "training.json"
+
+
+class ReaderUnavailableError(RuntimeError):
+    """The reader's files are missing or unreadable; the message names them."""
+
+
+def reader_fingerprint(model_dir: Path) -> str:
+    """Short SHA-256 of the shipped graph: which reader answered (``/health``, manifest)."""
+    graph = model_dir / GRAPH_FILE
+    if not graph.is_file():
+        raise ReaderUnavailableError(f"span reader not found: {graph}")
+    digest = hashlib.sha256()
+    with graph.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def window_spec(model_dir: Path) -> WindowSpec:
+    """The window shape the reader was trained with (from its ``training.json``)."""
+    record = json.loads((model_dir / TRAINING_RECORD).read_text())
+    return WindowSpec(**record["config"]["window"])
+
+
+class SpanReader:
+    """Reads passages for a question and points at the best span in each.
+
+    ``__init__`` only stores parameters; :meth:`warm_up` loads the tokenizer and the ONNX
+    session (once). Windows of all passages go through the graph in one batched call.
+    """
+
+    def __init__(self, model_dir: Path, threads: int, max_answer_tokens: int = 30) -> None:
+        self.model_dir = model_dir
+        self.threads = threads
+        self.max_answer_tokens = max_answer_tokens
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._spec = WindowSpec()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Short hash of the graph file (read once)."""
+        return reader_fingerprint(self.model_dir)
+
+    def warm_up(self) -> None:
+        """Load the tokenizer and the graph (idempotent)."""
+        if self._session is not None:
+            return
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        from rag.encoders import offline
+
+        graph = self.model_dir / GRAPH_FILE
+        if not graph.is_file() or not (self.model_dir / TRAINING_RECORD).is_file():
+            raise ReaderUnavailableError(
+                f"span reader not found in {self.model_dir} (needs {GRAPH_FILE} and "
+                f"{TRAINING_RECORD}); set RAG_ANSWERER=sentence to answer without it"
+            )
+        offline()
+        self._spec = window_spec(self.model_dir)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(
+            str(graph), options, providers=["CPUExecutionProvider"]
+        )
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Reading | None]:
+        """The best span of each passage (``None`` for an empty passage), in order."""
+        return self.read_pairs([question] * len(passages), passages)
+
+    def read_pairs(self, questions: Sequence[str], passages: Sequence[str]) -> list[Reading | None]:
+        """The best span for each ``(questions[i], passages[i])`` pair, in order."""
+        self.warm_up()
+        if not passages:
+            return []
+        windows = make_windows(self._tokenizer, questions, passages, self._spec)
+        if not windows:
+            return [None] * len(passages)
+        feed = pad_batch(windows)
+        start_logits, end_logits = self._session.run(["start_logits", "end_logits"], feed)
+        mask = feed["attention_mask"] == 0
+        start_logits = np.where(mask, -1e4, start_logits).astype(np.float32)
+        end_logits = np.where(mask, -1e4, end_logits).astype(np.float32)
+        return read_spans(windows, start_logits, end_logits, len(passages), self.max_answer_tokens)

@@ -1,0 +1,93 @@
+"""Decode the reader's start/end logits into character spans of each passage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.reader.windows import Window
+
+Logits = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader found in one passage for one question."""
+
+    pair: int
+    start: int
+    """Characters ``[start, end)`` of the passage: the best span."""
+    end: int
+    span_score: float
+    """Start logit plus end logit of the best span."""
+    null_score: float
+    """Start plus end logit of ``[CLS]`` ("no answer"), the lowest over the windows."""
+
+    @property
+    def margin(self) -> float:
+        """How much the reader prefers its span to "no answer" (its answerability)."""
+        return self.span_score - self.null_score
+
+
+def read_spans(
+    windows: Sequence[Window],
+    start_logits: Logits,
+    end_logits: Logits,
+    pairs: int,
+    max_answer_tokens: int = 30,
+    top_n: int = 20,
+) -> list[Reading | None]:
+    """The best span of each pair over all its windows (``None``: a pair without windows).
+
+    A span starts and ends inside the passage, ends no earlier than it starts and is at
+    most ``max_answer_tokens`` tokens long; among the ``top_n`` best starts and ends the
+    pair with the highest summed logit wins.
+    """
+    best: list[Reading | None] = [None] * pairs
+    for row, window in enumerate(windows):
+        starts, ends = start_logits[row], end_logits[row]
+        first, last = window.passage_range
+        null = float(starts[0] + ends[0])
+        span = _best_span(starts, ends, first, last, max_answer_tokens, top_n)
+        current = best[window.pair]
+        start_offset, end_offset = window.offsets[span[0]], window.offsets[span[1]]
+        assert start_offset is not None and end_offset is not None
+        reading = Reading(
+            pair=window.pair,
+            start=start_offset[0],
+            end=end_offset[1],
+            span_score=span[2],
+            null_score=null if current is None else min(null, current.null_score),
+        )
+        if current is None or reading.span_score > current.span_score:
+            best[window.pair] = reading
+        else:
+            best[window.pair] = Reading(
+                current.pair, current.start, current.end, current.span_score, reading.null_score
+            )
+    return best
+
+
+def _best_span(
+    starts: Logits, ends: Logits, first: int, last: int, max_tokens: int, top_n: int
+) -> tuple[int, int, float]:
+    inside_starts = starts[first : last + 1]
+    inside_ends = ends[first : last + 1]
+    n = min(top_n, len(inside_starts))
+    start_candidates = np.argsort(-inside_starts)[:n]
+    end_candidates = np.argsort(-inside_ends)[:n]
+    best = (first, first, float("-inf"))
+    for s in start_candidates:
+        for e in end_candidates:
+            if e < s or e - s + 1 > max_tokens:
+                continue
+            score = float(inside_starts[s] + inside_ends[e])
+            if score > best[2]:
+                best = (first + int(s), first + int(e), score)
+    if best[2] == float("-inf"):  # no valid pair among the candidates: the best single token
+        token = int(np.argmax(inside_starts + inside_ends))
+        best = (first + token, first + token, float(inside_starts[token] + inside_ends[token]))
+    return best

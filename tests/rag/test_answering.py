@@ -1,0 +1,105 @@
+"""Turning the reader's spans into answers: whole words, enclosing sentences, merging."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rag.answering import Calibration, PassageHit, merge_duplicates, sentence_context
+from rag.chunking import Chunk
+from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer
+from rag.reader.spans import Reading
+
+ARTICLE = (
+    "Leaders met in Brussels on Thursday. The bloc agreed to lend 35 billion euros. "
+    "Talks resume in November."
+)
+
+
+def chunk(ordinal: int, first: int, last: int) -> Chunk:
+    """A chunk of ARTICLE holding its sentences ``first`` to ``last``."""
+    bounds = [(0, 36), (37, 78), (79, len(ARTICLE))]
+    start, end = bounds[first][0], bounds[last][1]
+    return Chunk("a1", ordinal, start, end, ARTICLE[start:end], tuple(bounds[first : last + 1]))
+
+
+class ScriptedReader:
+    """Stands in for the span reader: returns the span given for each passage text."""
+
+    def __init__(self, spans: dict[str, tuple[str, float]]) -> None:
+        self.spans = spans
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Reading | None]:
+        readings: list[Reading | None] = []
+        for pair, passage in enumerate(passages):
+            words, margin = self.spans[passage]
+            start = passage.index(words)
+            readings.append(Reading(pair, start, start + len(words), margin + 1.0, 1.0))
+        return readings
+
+
+def hit(c: Chunk, score: float) -> PassageHit:
+    return PassageHit(c, score, np.zeros((len(c.sentences), 384), dtype=np.float32))
+
+
+def answerer(reader: Any, passages: int = 5) -> ReaderAnswerer:
+    return ReaderAnswerer(reader, SQUAD2_RULE, passages)
+
+
+def test_a_span_cut_inside_a_word_is_widened_to_whole_words_and_keeps_its_sentence() -> None:
+    second = chunk(1, 1, 1)
+    reader = ScriptedReader({second.text: ("5 billion eu", 3.0)})
+    [candidate] = answerer(reader).candidates("how much?", np.zeros(384), [hit(second, 0.9)])
+    assert candidate.text == "35 billion euros"
+    assert ARTICLE[candidate.start : candidate.end] == candidate.text
+    assert candidate.context.text == "The bloc agreed to lend 35 billion euros."
+    assert ARTICLE[candidate.context.start : candidate.context.end] == candidate.context.text
+    assert candidate.features["margin"] == 3.0 and candidate.features["passage"] == 0.9
+
+
+def test_the_same_words_read_in_two_overlapping_chunks_are_one_answer() -> None:
+    first, second = chunk(0, 0, 1), chunk(1, 1, 2)
+    reader = ScriptedReader(
+        {first.text: ("35 billion euros", 2.0), second.text: ("35 billion", 4.0)}
+    )
+    found = answerer(reader).candidates(
+        "how much?", np.zeros(384), [hit(first, 0.8), hit(second, 0.7)]
+    )
+    assert [c.text for c in found] == ["35 billion"]  # the better-scored reading wins
+    assert found[0].passage.passage_id == "a1:1"
+
+
+def test_only_the_best_passages_are_read_and_clause_punctuation_is_trimmed() -> None:
+    first, second = chunk(0, 0, 0), chunk(1, 1, 1)
+    reader = ScriptedReader({second.text: ("lend 35 billion euros.", 1.0)})
+    found = answerer(reader, passages=1).candidates(
+        "how much?", np.zeros(384), [hit(first, 0.2), hit(second, 0.9)]
+    )
+    assert [c.text for c in found] == ["lend 35 billion euros."]
+    reader = ScriptedReader({first.text: (" Brussels ", 1.0)})
+    [only] = answerer(reader).candidates("where?", np.zeros(384), [hit(first, 0.5)])
+    assert only.text == "Brussels"
+
+
+def test_a_span_across_a_sentence_boundary_gets_both_sentences_as_context() -> None:
+    both = chunk(0, 0, 1)
+    context = sentence_context(both, 30, 45)
+    assert context.text == ARTICLE[0:78] and (context.start, context.end) == (0, 78)
+
+
+def test_calibration_reads_any_feature_names(tmp_path: Any) -> None:
+    path = tmp_path / "calibration.json"
+    Calibration(-1.0, {"margin": 0.5, "passage": 2.0}, 0.3).save(path, note="test")
+    loaded = Calibration.load(path)
+    assert loaded.features == ("margin", "passage")
+    assert loaded.probability({"margin": 2.0, "passage": 0.0}) == 0.5
+
+
+def test_merge_keeps_the_first_of_repeated_wordings() -> None:
+    first, third = chunk(0, 0, 0), chunk(2, 2, 2)
+    reader = ScriptedReader({first.text: ("Brussels", 2.0), third.text: ("November", 1.0)})
+    found = answerer(reader).candidates("where?", np.zeros(384), [hit(first, 0.9), hit(third, 0.8)])
+    assert [c.text for c in found] == ["Brussels", "November"]
+    assert merge_duplicates([found[0], found[0]]) == [found[0]]

@@ -1,0 +1,74 @@
+"""A tiny training run of the span reader, end to end, through the CLI.
+
+It trains for a few steps on 50 real SQuADShifts examples (not to learn anything, but to
+keep the training code honest): the run stops early, resumes from its checkpoint, and
+ships an int8 ONNX reader with its record and card that the service can load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import SQUADSHIFTS, app
+from rag.reader.model import SpanReader, window_spec
+
+DATA = SQUADSHIFTS / "new_wiki_v1.0.json"
+
+
+@pytest.mark.skipif(not DATA.is_file(), reason=f"training data not found: {DATA}")
+def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) -> None:
+    output, work = tmp_path / "reader", tmp_path / "work"
+    arguments = [
+        "train-reader",
+        "--data",
+        str(DATA),
+        "--output",
+        str(output),
+        "--work-dir",
+        str(work),
+        "--max-train-examples",
+        "50",
+        "--max-dev-examples",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--eval-every",
+        "100",
+    ]
+    runner = CliRunner()
+    first = runner.invoke(app, [*arguments, "--stop-at", "2"])
+    assert first.exit_code == 0, first.output
+    events = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    planned = next(e for e in events if e["event"] == "data")["steps"]
+    assert planned > 2 and next(e for e in events if e["event"] == "shipped")["step"] == 2
+
+    second = runner.invoke(app, arguments)
+    assert second.exit_code == 0, second.output
+    events = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "shipped"] == [2, planned]
+
+    record = json.loads((output / "training.json").read_text())
+    assert record["steps"] == planned
+    assert record["data_sha256"] == {DATA.name: record["data_sha256"][DATA.name]}
+    assert len(record["data_sha256"][DATA.name]) == 64
+    assert record["dev"]["questions"] == 8 and 0.0 <= record["dev"]["f1"] <= 1.0
+    assert "SQuAD v1.1 dev and the SQuADShifts NYT split were never used" in (
+        (output / "README.md").read_text()
+    )
+    assert window_spec(output).max_length == 256
+    assert (output / "reader.onnx").stat().st_size < 30_000_000  # int8 weights
+
+    passage = "The harbour of Odesa reopened on Monday after a week of repairs."
+    [reading] = SpanReader(output, threads=1).read("When did the harbour reopen?", [passage])
+    assert reading is not None and 0 <= reading.start < reading.end <= len(passage)
+
+
+def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.json"
+    result = CliRunner().invoke(app, ["train-reader", "--data", str(missing)])
+    assert result.exit_code == 2
+    assert "no such training file" in result.output and "nowhere.json" in result.output

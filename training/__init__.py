@@ -1,0 +1,1 @@
+"""Training jobs for the models this project ships (the span reader)."""

