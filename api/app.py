@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import logging.config
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +24,16 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from api.access import AccessLog
+from api.logs import (
+    REQUEST_ID_HEADER,
+    current_request_id,
+    log_config,
+    new_request_id,
+    sane_request_id,
+)
+from api.metrics import ServiceMetrics
+from api.models import IndexStats
 from api.routes import router
 from index.store import IndexStoreError
 from rag.pipeline import Pipeline
@@ -29,6 +42,9 @@ from rag.settings import Settings
 STATIC_DIR = Path(__file__).parent / "static"
 
 logger = logging.getLogger(__name__)
+
+READY_MESSAGE = "index loaded: ready"
+"""Logged by each worker once its index is loaded (a harness may count these lines)."""
 
 _PAGE_HEADERS = {
     # Defence in depth: the page's own script builds article text as text nodes.
@@ -40,15 +56,37 @@ _PAGE_HEADERS = {
 }
 
 
-def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    pipeline: Pipeline | None = None,
+    *,
+    load_in_background: bool = False,
+    configure_logging: bool = False,
+) -> FastAPI:
     """Build the service. Without ``pipeline`` the index is loaded at startup (and built
-    from the sample articles when there is none)."""
+    from the sample articles when there is none): before the service answers anything,
+    or, with ``load_in_background``, on a thread while it already answers ``/health/live``
+    (and 503, saying why, where the index is needed). ``configure_logging`` sets up the
+    service log from ``RAG_LOG_*`` at startup (:func:`api.logs.log_config`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if app.state.pipeline is None:
-            app.state.pipeline = await run_in_threadpool(Pipeline.open, settings)
+        if configure_logging:
+            logging.config.dictConfig(log_config(settings))
+        loading = None
+        if app.state.pipeline is None and load_in_background:
+            loading = threading.Thread(
+                target=_load_pipeline, args=(app, settings), name="load-index", daemon=True
+            )
+            loading.start()
+        else:
+            if app.state.pipeline is None:
+                app.state.pipeline = await run_in_threadpool(Pipeline.open, settings)
+            await run_in_threadpool(_observe_index, app)
         yield
+        if loading is not None and loading.is_alive():  # e.g. still indexing the samples
+            logger.info("waiting for the index to finish loading before exiting")
+            await run_in_threadpool(loading.join, settings.shutdown_timeout_s)
 
     app = FastAPI(
         title="News QA",
@@ -67,6 +105,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pipeline = pipeline
+    app.state.load_failed = False
+    app.state.metrics = ServiceMetrics()
     app.include_router(router)
     app.add_api_route("/", _page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -78,15 +118,53 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Content-Type", "X-API-Key"],
+            allow_headers=["Content-Type", "X-API-Key", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
         )
+    app.add_middleware(
+        AccessLog,
+        metrics=app.state.metrics,
+        routes=app.router.routes,
+        log_questions=settings.log_questions,
+    )
+    app.add_middleware(  # outermost but for errors: every other layer sees the id
+        CorrelationIdMiddleware,
+        header_name=REQUEST_ID_HEADER,
+        generator=new_request_id,
+        validator=sane_request_id,
+    )
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """The service configured by ``RAG_*`` environment variables: the factory each
-    worker process calls (``uvicorn api.app:create_app_from_env --factory``)."""
-    return create_app(Settings())
+    worker process calls (``uvicorn api.app:create_app_from_env --factory``). It answers
+    ``/health/live`` at once and loads the index in the background."""
+    return create_app(Settings(), load_in_background=True, configure_logging=True)
+
+
+def _load_pipeline(app: FastAPI, settings: Settings) -> None:
+    """Open the pipeline (on the loading thread) and publish it on ``app.state``."""
+    try:
+        pipeline = Pipeline.open(settings)
+    except Exception:
+        logger.exception("the index could not be loaded; the service stays unready")
+        app.state.load_failed = True
+        return
+    app.state.pipeline = pipeline
+    _observe_index(app)
+    logger.info(READY_MESSAGE)
+
+
+def _observe_index(app: FastAPI) -> None:
+    """Set the index gauges from the pipeline's current index."""
+    try:
+        stats = IndexStats.model_validate(app.state.pipeline.stats())
+    except IndexStoreError as error:
+        logger.error("index unavailable: %s", error)
+        return
+    metrics: ServiceMetrics = app.state.metrics
+    metrics.observe_index(stats)
 
 
 class BodyLimit:
@@ -176,13 +254,19 @@ async def _method_not_allowed(request: Request, error: StarletteHTTPException) -
 
 async def _index_unavailable(request: Request, error: IndexStoreError) -> JSONResponse:
     logger.error("index unavailable: %s", error)
+    metrics: ServiceMetrics = request.app.state.metrics
+    metrics.index_errors.inc()
     return JSONResponse(
         {"detail": "the index cannot be read right now; see the service log"}, status_code=503
     )
 
 
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:
-    # The server logs the traceback; the client learns nothing about the internals.
+    # The server logs the traceback; the client learns nothing about the internals. This
+    # answer is sent from outside the other middleware, so it adds the request id itself.
+    request_id = current_request_id()
     return JSONResponse(
-        {"detail": "internal error: the request failed; see the service log"}, status_code=500
+        {"detail": "internal error: the request failed; see the service log"},
+        status_code=500,
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )

@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from api.app import READY_MESSAGE
 from bench.common import RESULTS_DIR, p50, p95
 from bench.http_latency import free_port
 
@@ -276,7 +277,7 @@ def wait_for_workers(log: Path, process: subprocess.Popen[bytes], workers: int) 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited with code {process.returncode}")
-        if log.read_text(errors="replace").count("Application startup complete") >= workers:
+        if log.read_text(errors="replace").count(READY_MESSAGE) >= workers:
             return
         time.sleep(0.25)
     raise TimeoutError(f"{workers} workers did not start within {STARTUP_TIMEOUT_S:.0f} s")

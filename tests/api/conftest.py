@@ -1,15 +1,26 @@
-"""Clients for the HTTP API: the real app over the real model and index."""
+"""Clients for the HTTP API: the real app over the real model and index, in process or
+served by ``rag serve`` in a child process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
+from bench.http_latency import free_port
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -56,3 +67,89 @@ def festival() -> dict[str, Any]:
         "source": "Port Ellis Gazette",
         "published": "2024-08-04",
     }
+
+
+READY_TIMEOUT_S = 240.0
+"""How long a `rag serve` child may take to answer /health/ready (model loading on a
+busy 2-core machine)."""
+
+
+@dataclass
+class Served:
+    """A ``rag serve`` child process on a loopback port, logging to a file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rag serve exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"rag serve was not ready within {timeout_s:.0f} s")
+
+    def stop(self, timeout_s: float = 120.0) -> int:
+        """SIGTERM, then the exit code (SIGKILL if it does not exit in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def sample_index_copy(sample_pipeline: Pipeline, tmp_path: Path) -> Path:
+    """A private copy of the sample index directory (nothing opens it in this process)."""
+    index_dir = tmp_path / "served-index"
+    shutil.copytree(sample_pipeline.settings.index_dir, index_dir, symlinks=True)
+    return index_dir
+
+
+@pytest.fixture
+def rag_serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start ``rag serve ARGS...`` over an index directory, with extra environment
+    variables, and wait until it is ready; every child is stopped at the end."""
+    started: list[Served] = []
+
+    def start(index_dir: Path, *args: str, env: Mapping[str, str] | None = None) -> Served:
+        port = free_port()
+        log = tmp_path / f"rag-serve-{port}.log"
+        environment = {
+            key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"
+        }
+        environment.update(
+            {"RAG_INDEX_DIR": str(index_dir), "RAG_TORCH_THREADS": "1", **(env or {})}
+        )
+        command = [str(Path(sys.executable).with_name("rag")), "serve", "--host", "127.0.0.1"]
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [*command, "--port", str(port), *args],
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        served = Served(f"http://127.0.0.1:{port}", process, log)
+        started.append(served)
+        served.wait_ready()
+        return served
+
+    try:
+        yield start
+    finally:
+        for served in started:
+            if served.process.poll() is None:
+                served.stop()
+            sys.stderr.write(f"--- {served.log.name} (tail)\n{served.log_text()[-3000:]}\n")
