@@ -64,11 +64,7 @@ def collect(
     labels: list[bool] = []
     owners: list[int] = []
     for number, example in enumerate(examples):
-        where = (
-            ArticleFilter(excluded_article_ids=(example.excluded_article,))
-            if example.excluded_article
-            else None
-        )
+        where = ArticleFilter(excluded_article_ids=example.excluded) if example.excluded else None
         for candidate in pipeline.candidates(example.question, top_k=top_k, where=where):
             rows.append([candidate.features[name] for name in names])
             labels.append(
@@ -209,7 +205,7 @@ def fit(
         "method": "logistic regression (L2 1.0) on answer candidates of dev questions, "
         "label = from the gold article and contains a gold answer or has token F1 >= 0.5 "
         "with one; unanswerable dev questions include answerable ones asked without their "
-        "gold article; logit rescaled (Platt) on "
+        "gold document; logit rescaled (Platt) on "
         f"the {returned} best candidates of each question; threshold = most "
         f"abstentions on unanswerable dev questions with false abstention <= "
         f"{max_false_abstention}",

@@ -24,8 +24,8 @@ class StoredArticle:
 class Answerer(Protocol):
     """Anything that answers questions the way ``POST /ask`` does."""
 
-    def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
-        """The answers and passages for one question (without article ``excluded``)."""
+    def ask(self, question: str, top_k: int, excluded: tuple[str, ...] = ()) -> AskResult:
+        """The answers and passages for one question (without the ``excluded`` articles)."""
         ...
 
     def article(self, article_id: str) -> StoredArticle | None:
@@ -39,8 +39,8 @@ class InProcessAnswerer:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
-    def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
-        where = ArticleFilter(excluded_article_ids=(excluded,)) if excluded else None
+    def ask(self, question: str, top_k: int, excluded: tuple[str, ...] = ()) -> AskResult:
+        where = ArticleFilter(excluded_article_ids=excluded) if excluded else None
         return self.pipeline.ask(question, top_k=top_k, where=where)
 
     def article(self, article_id: str) -> StoredArticle | None:
@@ -55,8 +55,8 @@ class HttpAnswerer:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
 
-    def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
-        if excluded is not None:
+    def ask(self, question: str, top_k: int, excluded: tuple[str, ...] = ()) -> AskResult:
+        if excluded:
             raise ValueError("a running service cannot be asked to leave an article out")
         response = self.client.post("/ask", json={"question": question, "top_k": top_k})
         response.raise_for_status()

@@ -38,9 +38,12 @@ class Example:
     context: str | None = None
     """The paragraph the question was written about (SQuAD-layout sets): what a reader
     is given in the closed-context measurement."""
-    excluded_article: str | None = None
-    """An article the question is asked without (made unanswerable by removing its gold
-    article from what may answer it)."""
+    source: str | None = None
+    """The document the gold article was cut from (a paragraph's Wikipedia article or
+    product), when articles are paragraphs; ``None``: the gold article is the document."""
+    excluded: tuple[str, ...] = ()
+    """Articles the question is asked without (made unanswerable by removing its gold
+    document from what may answer it)."""
 
     @property
     def answerable(self) -> bool:
@@ -132,6 +135,7 @@ def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> Questio
                             article=f"{article_id}-{number}" if by_paragraph else article_id,
                             split=_hash_split(str(qa["id"]), seed),
                             context=paragraph["context"],
+                            source=article_id if by_paragraph else None,
                         )
                     )
         except (KeyError, TypeError, ArticleError) as error:
@@ -140,12 +144,22 @@ def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> Questio
     return QuestionSet(name, tuple(examples), tuple(articles), _digest(text + str(by_paragraph)))
 
 
-def with_removal(questions: QuestionSet) -> QuestionSet:
+def with_removal(questions: QuestionSet, whole: QuestionSet | None = None) -> QuestionSet:
     """The set plus, for each answerable question, the same question asked without its
-    gold article: unanswerable by construction, so it must abstain."""
+    gold document (every article cut from it, as listed by the questions of ``whole``, by
+    default the set itself): unanswerable by construction, so it must abstain. Removing
+    only the gold paragraph would not do: a sibling paragraph often holds the answer too."""
+    documents: dict[str, set[str]] = {}
+    for example in (whole or questions).examples:
+        if example.article is not None:
+            documents.setdefault(example.source or example.article, set()).add(example.article)
     removed = [
         dataclasses.replace(
-            e, id=f"{e.id}#removed", answers=(), article=None, excluded_article=e.article
+            e,
+            id=f"{e.id}#removed",
+            answers=(),
+            article=None,
+            excluded=tuple(sorted(documents[e.source or e.article])),
         )
         for e in questions.examples
         if e.answerable and e.article is not None
@@ -223,7 +237,9 @@ def load_held_out(paths: Sequence[Path], dev_fraction: float, seed: int) -> Ques
                     title or path.stem, qa.context.strip(), id=article_id, source=path.name
                 )
             answers = tuple(dict.fromkeys(text for text, _ in qa.answers))
-            examples.append(Example(qa.id, qa.question, answers, article_id, "dev", qa.context))
+            examples.append(
+                Example(qa.id, qa.question, answers, article_id, "dev", qa.context, qa.article)
+            )
     name = "shifts"
     return QuestionSet(name, tuple(examples), tuple(articles.values()), digest.hexdigest()[:16])
 

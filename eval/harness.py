@@ -123,12 +123,12 @@ def ask_all(
     results = []
     for example in examples:
         started = time.perf_counter()
-        answered = answerer.ask(example.question, options.top_k, example.excluded_article)
+        answered = answerer.ask(example.question, options.top_k, example.excluded)
         latency_ms = (time.perf_counter() - started) * 1000
         retrieved = (
             answered
             if options.depth == options.top_k
-            else answerer.ask(example.question, options.depth, example.excluded_article)
+            else answerer.ask(example.question, options.depth, example.excluded)
         )
         judgement = judge(example, retrieved.passages, answered.answers, latency_ms, book)
         results.append(

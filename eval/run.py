@@ -162,7 +162,7 @@ class Evaluation:
         split = "dev" if name == "shifts" else self.options.squad_split
         chosen = questions.select(split, self.options.limit, self.options.seed)
         if removal and name in REMOVAL_SETS:
-            chosen = with_removal(chosen)
+            chosen = with_removal(chosen, questions)
         return [(split, chosen)]
 
     @property
@@ -311,7 +311,7 @@ class Evaluation:
         limit = None if name == "sample" else self.options.calibration_questions
         dev = questions.select("dev", limit, self.options.seed)
         if name in REMOVAL_SETS:
-            dev = with_removal(dev)
+            dev = with_removal(dev, questions)
         pipeline = self.pipeline(name, questions)
         with self._progress() as progress:
             task = progress.add_task(f"calibration: {name}/dev", total=len(dev.examples))

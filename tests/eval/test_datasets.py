@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import DatasetError, load_articles, load_jsonl, load_squad
+from eval.datasets import (
+    DatasetError,
+    Example,
+    QuestionSet,
+    load_articles,
+    load_jsonl,
+    load_squad,
+    with_removal,
+)
 from eval.metrics import contains_answer
 from rag.settings import PROJECT_ROOT
 
@@ -112,3 +120,19 @@ def test_a_file_that_is_not_squad_is_named(tmp_path: Path) -> None:
     path.write_text('{"rows": []}')
     with pytest.raises(DatasetError, match="not a SQuAD JSON file"):
         load_squad(path)
+
+
+def test_removal_takes_out_the_whole_gold_document_not_just_its_paragraph() -> None:
+    def example(id: str, article: str, source: str) -> Example:
+        return Example(id, f"question {id}?", ("x",), article, "dev", "x", source)
+
+    whole = QuestionSet(
+        "set",
+        (example("q1", "w-1", "w"), example("q2", "w-2", "w"), example("q3", "v-1", "v")),
+    )
+    removal = with_removal(whole.select(None, 1, seed=3), whole)
+    [asked, removed] = removal.examples
+    assert removed.id == f"{asked.id}#removed" and not removed.answerable
+    assert removed.question == asked.question and removed.article is None
+    expected = ("w-1", "w-2") if asked.source == "w" else ("v-1",)
+    assert removed.excluded == expected

@@ -71,7 +71,7 @@ def test_a_wrong_offset_fails_the_citation_check(
     sample_pipeline: Pipeline, dev_slice: list[Example]
 ) -> None:
     class Shifted(InProcessAnswerer):
-        def ask(self, question: str, top_k: int, excluded: str | None = None) -> AskResult:
+        def ask(self, question: str, top_k: int, excluded: tuple[str, ...] = ()) -> AskResult:
             result = super().ask(question, top_k, excluded)
             for answer in result.answers:
                 answer.start += 1

@@ -29,7 +29,11 @@ def test_ask_seeds_sample_articles_and_cites_the_answer() -> None:
 
     as_json = runner.invoke(app, ["ask", "What aid did Macron commit?", "--json"])
     payload = json.loads(as_json.stdout)
-    assert payload["answers"][0]["text"].endswith("three billion euros in aid this year.")
+    best = payload["answers"][0]
+    assert "three billion euros" in best["text"]
+    assert best["context"]["text"].endswith("three billion euros in aid this year.")
+    shown = " ".join(result.output.split())
+    assert "continue to honour its current commitments" in shown  # the span's sentence
 
 
 def test_ask_off_topic_says_no_answer() -> None:
@@ -122,10 +126,11 @@ def test_serve_binds_to_loopback_and_hands_workers_the_app_factory(
     result = runner.invoke(app, ["serve", "--workers", "2"])
 
     assert result.exit_code == 0, result.output
-    assert started == {
+    assert {k: started[k] for k in ("app", "factory", "host", "port", "workers")} == {
         "app": "api.app:create_app_from_env",
         "factory": True,
         "host": "127.0.0.1",
         "port": 8000,
         "workers": 2,
     }
+    assert started["access_log"] is False  # the service writes its own access lines

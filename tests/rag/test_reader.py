@@ -32,7 +32,10 @@ def test_the_reader_ships_in_the_repository_and_loads_offline(
     assert len(reader.fingerprint) == 16 and reader.fingerprint == reader_fingerprint(
         reader.model_dir
     )
-    passage = "Macron said France would keep its commitments, including three billion euros in aid."
+    passage = (
+        "Macron said that France would continue to honour its current commitments, which "
+        "include three billion euros in aid this year."
+    )
     [reading] = reader.read("What aid did Macron commit?", [passage])
     assert reading is not None and "three billion euros" in passage[reading.start : reading.end]
     assert reading.margin > 0
