@@ -86,18 +86,24 @@ def running_service(index_dir: Path) -> Iterator[str]:
             process.wait(timeout=30)
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+def wait_until_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    path: str = "/health",
+    timeout_s: float = STARTUP_TIMEOUT_S,
+) -> None:
+    """Return once ``GET {url}{path}`` answers 200; fail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited with code {process.returncode}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.25)
-    raise TimeoutError(f"the service did not answer /health within {STARTUP_TIMEOUT_S:.0f} s")
+    raise TimeoutError(f"the service did not answer {path} within {timeout_s:.0f} s")
 
 
 def ask(client: httpx.Client, number: int) -> tuple[float, float]:

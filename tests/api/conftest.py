@@ -8,19 +8,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
-from bench.http_latency import free_port
+from bench.http_latency import free_port, wait_until_healthy
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -83,17 +81,7 @@ class Served:
     log: Path
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"rag serve exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise TimeoutError(f"rag serve was not ready within {timeout_s:.0f} s")
+        wait_until_healthy(self.url, self.process, "/health/ready", timeout_s)
 
     def stop(self, timeout_s: float = 120.0) -> int:
         """SIGTERM, then the exit code (SIGKILL if it does not exit in time)."""
