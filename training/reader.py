@@ -35,7 +35,7 @@ from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
 from eval.metrics import exact_match, f1_score
 from index.lexical import LexicalIndex
 from rag.reader.model import TRAINING_RECORD, SpanReader
-from rag.reader.spans import Reading, read_spans
+from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
 from training.reader_export import export_int8
 
@@ -371,23 +371,14 @@ def predict(
     """The reader's best span per (question, passage) pair, with PyTorch."""
     import torch
 
+    def score(feed: dict[str, Any]) -> tuple[Any, Any]:
+        out = model(**{name: torch.from_numpy(array) for name, array in feed.items()})
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+
     model.eval()
     windows = make_windows(tokenizer, questions, passages, spec)
-    windows.sort(key=lambda w: len(w.input_ids))
-    starts, ends = [], []
     with torch.inference_mode():
-        for begin in range(0, len(windows), batch_size * 2):
-            chunk = windows[begin : begin + batch_size * 2]
-            inputs = {k: torch.from_numpy(v) for k, v in pad_batch(chunk).items()}
-            out = model(**inputs)
-            starts.extend(out.start_logits.float().numpy())
-            ends.extend(out.end_logits.float().numpy())
-    width = max((len(s) for s in starts), default=0)
-    start_logits = np.full((len(windows), width), -1e4, dtype=np.float32)
-    end_logits = np.full((len(windows), width), -1e4, dtype=np.float32)
-    for row, (s, e) in enumerate(zip(starts, ends, strict=True)):
-        start_logits[row, : len(s)], end_logits[row, : len(e)] = s, e
-    return read_spans(windows, start_logits, end_logits, len(questions))
+        return read_windows(windows, score, len(questions), batch_size * 2)
 
 
 def _export(

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from rag.reader.spans import Reading, read_spans
-from rag.reader.windows import WindowSpec, make_windows, pad_batch
+from rag.reader.spans import Logits, Reading, read_windows
+from rag.reader.windows import WindowSpec, make_windows
 
 GRAPH_FILE = "reader.onnx"
 TRAINING_RECORD = "training.json"
@@ -101,11 +102,10 @@ class SpanReader:
         if not passages:
             return []
         windows = make_windows(self._tokenizer, questions, passages, self._spec)
-        if not windows:
-            return [None] * len(passages)
-        feed = pad_batch(windows)
+        return read_windows(  # every window in one call
+            windows, self._score, len(passages), max(len(windows), 1), self.max_answer_tokens
+        )
+
+    def _score(self, feed: dict[str, npt.NDArray[np.int64]]) -> tuple[Logits, Logits]:
         start_logits, end_logits = self._session.run(["start_logits", "end_logits"], feed)
-        mask = feed["attention_mask"] == 0
-        start_logits = np.where(mask, -1e4, start_logits).astype(np.float32)
-        end_logits = np.where(mask, -1e4, end_logits).astype(np.float32)
-        return read_spans(windows, start_logits, end_logits, len(passages), self.max_answer_tokens)
+        return np.asarray(start_logits, np.float32), np.asarray(end_logits, np.float32)

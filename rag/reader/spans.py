@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from rag.reader.windows import Window
+from rag.reader.windows import Window, pad_batch
 
 Logits = npt.NDArray[np.float32]
+ScoreBatch = Callable[[dict[str, npt.NDArray[np.int64]]], tuple[Logits, Logits]]
+"""A model run: a padded batch (:func:`rag.reader.windows.pad_batch`) to start and end
+logits, a row per window."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,29 @@ class Reading:
     def margin(self) -> float:
         """How much the reader prefers its span to "no answer" (its answerability)."""
         return self.span_score - self.null_score
+
+
+def read_windows(
+    windows: Sequence[Window],
+    score: ScoreBatch,
+    pairs: int,
+    batch_size: int,
+    max_answer_tokens: int = 30,
+) -> list[Reading | None]:
+    """Score the windows in batches of similar length with ``score`` (padding masked
+    out), then decode the best span of each of the ``pairs`` (see :func:`read_spans`)."""
+    width = max((len(w.input_ids) for w in windows), default=0)
+    starts = np.full((len(windows), width), -1e4, dtype=np.float32)
+    ends = np.full((len(windows), width), -1e4, dtype=np.float32)
+    order = sorted(range(len(windows)), key=lambda row: len(windows[row].input_ids))
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        batch_starts, batch_ends = score(pad_batch([windows[row] for row in rows]))
+        for position, row in enumerate(rows):
+            length = len(windows[row].input_ids)
+            starts[row, :length] = batch_starts[position, :length]
+            ends[row, :length] = batch_ends[position, :length]
+    return read_spans(windows, starts, ends, pairs, max_answer_tokens)
 
 
 def read_spans(
