@@ -35,7 +35,7 @@ from api.logs import (
 from api.metrics import ServiceMetrics
 from api.models import IndexStats
 from api.routes import router
-from index.store import IndexStoreError
+from index.protocol import IndexStoreError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 

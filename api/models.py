@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from index.records import ArticleFilter
-from rag.articles import ARTICLE_ID_PATTERN
 from rag.text import check_text
 from rag.types import ArticleSummary
+from records import ARTICLE_ID_PATTERN, ArticleFilter
 
 Text = Annotated[str, AfterValidator(check_text)]
 """A string that is valid text (:mod:`rag.text`): no lone surrogates, no control

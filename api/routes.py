@@ -32,11 +32,12 @@ from api.models import (
     Liveness,
     Readiness,
 )
-from index.store import IndexStoreError
-from rag.articles import Article, ArticleError, parse_record
+from index.protocol import IndexStoreError
+from rag.articles import ArticleError, parse_record
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.types import ArticleDetail, AskResult, IngestReport, Rejection
+from records import Article
 
 router = APIRouter()
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from eval.clients import InProcessAnswerer
 from eval.datasets import Example
 from eval.harness import ArticleBook
 from eval.metrics import is_right_answer
-from index.records import ArticleFilter
 from rag.answering import Calibration
 from rag.pipeline import Pipeline
+from records import ArticleFilter
 
 Floats = npt.NDArray[np.float64]
 

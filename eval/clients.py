@@ -7,9 +7,9 @@ from typing import Protocol
 
 import httpx
 
-from index.records import ArticleFilter
 from rag.pipeline import Pipeline
 from rag.types import AskResult
+from records import ArticleFilter
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from index.store import FORMAT_VERSION
-from rag.articles import Article
 from rag.embedding import Embedder, vector_space
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from records import Article
 
 _COMPLETE = "eval-complete.json"
 

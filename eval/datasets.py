@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.articles import Article, ArticleError, iter_article_files, parse_bytes
+from rag.articles import ArticleError, create_article, iter_article_files, parse_bytes
+from records import Article
 
 SPLITS = ("dev", "test")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -113,7 +114,7 @@ def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> Questio
             if by_paragraph:
                 for number, paragraph in enumerate(paragraphs, start=1):
                     articles.append(
-                        Article.create(
+                        create_article(
                             f"{title.replace('_', ' ')} ({number})",
                             paragraph["context"].strip(),
                             id=f"{article_id}-{number}",
@@ -123,7 +124,7 @@ def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> Questio
             else:
                 body = "\n\n".join(p["context"].strip() for p in paragraphs)
                 articles.append(
-                    Article.create(title.replace("_", " "), body, id=article_id, source=path.name)
+                    create_article(title.replace("_", " "), body, id=article_id, source=path.name)
                 )
             for number, paragraph in enumerate(paragraphs, start=1):
                 for qa in paragraph["qas"]:
@@ -233,7 +234,7 @@ def load_held_out(paths: Sequence[Path], dev_fraction: float, seed: int) -> Ques
             article_id = f"{path.stem}-{_digest(qa.context)[:12]}"
             if article_id not in articles:
                 title = qa.article.split("/", 1)[1].split("#")[0].replace("_", " ")
-                articles[article_id] = Article.create(
+                articles[article_id] = create_article(
                     title or path.stem, qa.context.strip(), id=article_id, source=path.name
                 )
             answers = tuple(dict.fromkeys(text for text, _ in qa.answers))

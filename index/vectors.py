@@ -136,16 +136,23 @@ class VectorIndex:
             self.index.remove_ids(faiss.IDSelectorArray(ids))
 
     def search(
-        self, query: npt.NDArray[np.float32], k: int, allowed: Collection[int] | None = None
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        allowed: Collection[int] | None = None,
+        excluded: Any = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Top-``k`` (scores, ids) for one query, optionally restricted to ``allowed`` ids."""
+        """Top-``k`` (scores, ids) for one query, optionally restricted to ``allowed`` ids
+        or, with a FAISS ``excluded`` selector, to the ids it selects."""
         k = min(k, self.size)
         if k == 0 or (allowed is not None and not allowed):
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         params: Any = None
+        selector: Any = excluded
         if allowed is not None:
-            params = faiss.SearchParametersIVF() if self.is_ivf else faiss.SearchParameters()
             selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
+        if selector is not None:
+            params = faiss.SearchParametersIVF() if self.is_ivf else faiss.SearchParameters()
             params.sel = selector  # the local keeps the selector alive during the search
             if self.is_ivf:
                 params.nprobe = self.index.nprobe

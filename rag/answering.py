@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from rag.chunking import Chunk, Span
+from records import Chunk, Span
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,10 @@ rejected with the file or record named, never guessed at or repaired.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,9 @@ from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 
 from rag.text import printable, text_problem
+from records import ARTICLE_ID_PATTERN, Article, content_hash
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".csv")
-ARTICLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _URL_LINE = re.compile(r"^\s*(https?://\S+)\s*$")
 _DATELINE = re.compile(r"^[A-Z][A-Z .,'\u2019-]{1,40}$")
 _HTML_BLOCKS = (
@@ -75,68 +73,46 @@ class ArticleError(ValueError):
         self.name = name
 
 
-@dataclass(frozen=True)
-class Article:
-    """One news article: metadata plus the body text that every offset refers to."""
+def create_article(
+    title: str,
+    text: str,
+    *,
+    id: str | None = None,
+    url: str | None = None,
+    source: str | None = None,
+    published: str | None = None,
+    dateline: str | None = None,
+) -> Article:
+    """Build a validated article; the id defaults to a hash of title and text.
 
-    id: str
-    title: str
-    text: str
-    url: str | None = None
-    source: str | None = None
-    published: str | None = None
-    dateline: str | None = None
-    content_hash: str = field(default="", compare=False)
-
-    @staticmethod
-    def create(
-        title: str,
-        text: str,
-        *,
-        id: str | None = None,
-        url: str | None = None,
-        source: str | None = None,
-        published: str | None = None,
-        dateline: str | None = None,
-    ) -> Article:
-        """Build a validated article; the id defaults to a hash of title and text.
-
-        Every field must be valid text (:func:`rag.text.text_problem`), as given: it is
-        checked before whitespace is normalised."""
-        fields = {"title": title, "text": text, "id": id, "url": url, "source": source}
-        fields |= {"published": published, "dateline": dateline}
-        for key, value in fields.items():
-            if value is not None and (problem := text_problem(value)) is not None:
-                raise ArticleError(f"the {key} {problem}")
-        title = " ".join(title.split())
-        text = _normalise_newlines(text).strip()
-        if not title:
-            raise ArticleError("article has no title")
-        if not text:
-            raise ArticleError(f"article {title!r} has no body text")
-        digest = content_hash(title, text)
-        if id is None:
-            id = digest[:16]
-        elif not ARTICLE_ID_PATTERN.fullmatch(id):
-            raise ArticleError(
-                f"invalid article id {id!r}: use 1-128 letters, digits, '.', '_' or '-'"
-            )
-        return Article(
-            id=id,
-            title=title,
-            text=text,
-            url=url or None,
-            source=source or None,
-            published=published or None,
-            dateline=dateline,
-            content_hash=digest,
-        )
-
-
-def content_hash(title: str, text: str) -> str:
-    """Hash identifying an article's content, insensitive to whitespace differences."""
-    canonical = " ".join(title.split()) + "\n" + " ".join(text.split())
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    Every field must be valid text (:func:`rag.text.text_problem`), as given: it is
+    checked before whitespace is normalised."""
+    fields = {"title": title, "text": text, "id": id, "url": url, "source": source}
+    fields |= {"published": published, "dateline": dateline}
+    for key, value in fields.items():
+        if value is not None and (problem := text_problem(value)) is not None:
+            raise ArticleError(f"the {key} {problem}")
+    title = " ".join(title.split())
+    text = _normalise_newlines(text).strip()
+    if not title:
+        raise ArticleError("article has no title")
+    if not text:
+        raise ArticleError(f"article {title!r} has no body text")
+    digest = content_hash(title, text)
+    if id is None:
+        id = digest[:16]
+    elif not ARTICLE_ID_PATTERN.fullmatch(id):
+        raise ArticleError(f"invalid article id {id!r}: use 1-128 letters, digits, '.', '_' or '-'")
+    return Article(
+        id=id,
+        title=title,
+        text=text,
+        url=url or None,
+        source=source or None,
+        published=published or None,
+        dateline=dateline,
+        content_hash=digest,
+    )
 
 
 def _normalise_newlines(text: str) -> str:
@@ -188,7 +164,7 @@ def parse_plain_text(raw: str, *, source: str | None = None) -> Article:
     if not body_lines:
         raise ArticleError("has a title but no body text", source or "text")
     body = "\n".join(lines[body_lines[0] : body_lines[-1] + 1])
-    return Article.create(title, body, url=url, source=source, dateline=dateline)
+    return create_article(title, body, url=url, source=source, dateline=dateline)
 
 
 def parse_html(raw: str, *, source: str | None = None) -> Article:
@@ -213,7 +189,7 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
     body = "\n".join(line for line in lines if line)
     if not title:
         raise ArticleError("no <title> or <h1> to use as the title", source or "html")
-    return Article.create(title, body, url=url, source=source, published=published)
+    return create_article(title, body, url=url, source=source, published=published)
 
 
 def parse_markdown(raw: str, *, source: str | None = None) -> Article:
@@ -244,7 +220,7 @@ def parse_record(record: Any, *, where: str, default_source: str | None = None) 
         optional[key] = None if value is None else str(value)
     optional["source"] = optional["source"] or default_source
     try:
-        return Article.create(record["title"], record["text"], **optional)
+        return create_article(record["title"], record["text"], **optional)
     except ArticleError as error:
         raise ArticleError(error.reason, where) from None
 

@@ -6,47 +6,14 @@ Invariant: for every span produced here, ``text[span.start:span.end] == span.tex
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import syntok.segmenter
 
-from rag.articles import Article
+from records import Article, Chunk, Span
 
 _PARAGRAPH = re.compile(r"[^\n]+")
 _NON_SPACE = re.compile(r"\S+")
-
-
-@dataclass(frozen=True)
-class Span:
-    """A piece of an article's text with its character offsets."""
-
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A retrieval unit: consecutive sentences of one article."""
-
-    article_id: str
-    ordinal: int
-    start: int
-    end: int
-    text: str
-    sentences: tuple[tuple[int, int], ...]
-    """``(start, end)`` of each sentence, in article offsets, in order."""
-
-    def sentence_spans(self) -> Iterator[Span]:
-        """The chunk's sentences, with article offsets."""
-        for start, end in self.sentences:
-            yield Span(start, end, self.text[start - self.start : end - self.start])
-
-    @property
-    def passage_id(self) -> str:
-        """Public identifier of the chunk, stable for a given article and chunking."""
-        return f"{self.article_id}:{self.ordinal}"
 
 
 class SentenceSplitter:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from index.lexical import tokenize
 from rag.answering import Calibration, Candidate, PassageHit, merge_duplicates
-from rag.chunking import Chunk, Span
+from records import Chunk, Span
 
 FEATURES = ("dense", "lexical", "passage", "answer_type")
 

@@ -10,8 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from index.lexical import LexicalIndex
-from index.vectors import VectorIndex
+from index.protocol import SearchView
 from rag.settings import FusionMethod, RetrievalMode
 
 
@@ -113,23 +112,19 @@ class Retriever:
 
     def retrieve(
         self,
-        vectors: VectorIndex,
-        lexical: LexicalIndex,
+        store: SearchView,
         query: str,
         query_vector: npt.NDArray[np.float32],
         top_k: int,
         allowed: Collection[int] | None = None,
         rescorer: ChunkScorer | None = None,
     ) -> list[ScoredChunk]:
-        """The ``top_k`` best chunks, best first; ``allowed`` restricts the row ids."""
+        """The ``top_k`` best chunks of a store view, best first; ``allowed`` restricts
+        the row ids."""
         pool = max(top_k, self.candidate_pool)
-        _, dense_ids = vectors.search(query_vector, pool, allowed)
-        bm25_all = lexical.scores(query)
-        if allowed is not None and len(bm25_all):
-            bm25_all = bm25_all * np.isin(lexical.rowids, np.fromiter(allowed, dtype=np.int64))
-        lexical_positions = _top_positive(bm25_all, pool)
-        lexical_ids = lexical.rowids[lexical_positions]
-
+        _, dense_ids = store.dense_search(query_vector, pool, allowed)
+        lexical_rowids, bm25_all = store.lexical_scores(query, allowed)
+        lexical_ids = lexical_rowids[_top_positive(bm25_all, pool)]
         if self.mode == "dense":
             candidates = dense_ids
         elif self.mode == "lexical":
@@ -138,9 +133,8 @@ class Retriever:
             candidates = np.unique(np.concatenate([dense_ids, lexical_ids]))
         if len(candidates) == 0:
             return []
-        dense = vectors.similarity(query_vector, candidates)
-        positions = np.searchsorted(lexical.rowids, candidates)
-        bm25 = bm25_all[positions] if len(bm25_all) else np.zeros(len(candidates), np.float32)
+        dense = store.similarity(query_vector, candidates)
+        bm25 = _aligned(lexical_rowids, bm25_all, candidates)
         top_bm25 = float(bm25_all.max()) if len(bm25_all) else 0.0
         lexical_norm = bm25 / top_bm25 if top_bm25 > 0 else np.zeros_like(bm25)
 
@@ -169,6 +163,19 @@ class Retriever:
             )
             for i in order
         ]
+
+
+def _aligned(
+    rowids: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], wanted: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """The scores of ``wanted`` row ids, given scores of the sorted ``rowids`` (0 where
+    a row id has none)."""
+    found = np.zeros(len(wanted), dtype=np.float32)
+    if len(rowids):
+        positions = np.clip(np.searchsorted(rowids, wanted), 0, len(rowids) - 1)
+        hit = rowids[positions] == wanted
+        found[hit] = scores[positions[hit]]
+    return found
 
 
 def _top_positive(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="Articles per committed batch: an interrupted ingest "
         "keeps every batch committed before it stopped.",
     )
+    merge_min_changes: int = Field(
+        default=2_000,
+        ge=1,
+        description="Chunks added or deleted since the base search segment before a "
+        "background merge folds them into a new one (and at least merge_ratio of its size).",
+    )
+    merge_ratio: float = Field(default=0.1, ge=0.0)
 
     retrieval_mode: RetrievalMode = "hybrid"
     fusion: FusionMethod = "weighted"

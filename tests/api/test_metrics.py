@@ -114,7 +114,7 @@ def test_metrics_rise_with_questions_writes_and_errors(
 def test_unreadable_index_errors_are_counted(
     sample_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from index.store import IndexStoreError
+    from index.protocol import IndexStoreError
 
     def unreadable(*args: object, **kwargs: object) -> None:
         raise IndexStoreError("cannot read index file")

@@ -3,7 +3,6 @@ environment factory used by worker processes, and errors that reveal no internal
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +97,12 @@ def test_a_damaged_index_is_503_without_paths_or_tracebacks(
     index_dir = writer_settings.index_dir
     with TestClient(create_app(writer_settings, writable_pipeline)) as service:
         assert service.get("/health").status_code == 200
-        # another worker writes a new version, whose vectors then get damaged
+        # another worker writes and merges a new base segment, whose vectors then get damaged
         other_worker = Pipeline.open(writer_settings, embedder)
         other_worker.delete(service.get("/articles").json()["articles"][0]["id"])
-        vectors = index_dir / os.readlink(index_dir / "current") / "vectors.faiss"
+        assert other_worker.store.merge(force=True)
+        segments = index_dir / "current" / "segments"
+        vectors = segments / (segments / "CURRENT").read_text() / "vectors.faiss"
         vectors.write_bytes(vectors.read_bytes()[:100])
 
         responses = [

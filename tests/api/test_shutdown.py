@@ -125,8 +125,7 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(
     assert stored.text == article["text"]
     assert stored.chunks == added["chunks"] > 50
     assert pipeline.stats()["articles"] == 4
-    snapshot = pipeline.refresh()
-    assert snapshot is not None and snapshot.check() == []
+    assert pipeline.refresh() is not None and pipeline.check() == []
 
 
 def test_sigterm_while_idle_exits_0_at_once(

@@ -14,8 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from index.lexical import LexicalIndex
-from index.vectors import VectorIndex
+from index.segments import BaseSegment, Delta, SegmentView
 from rag.embedding import Embedder
 from rag.extraction import answer_kind, offers_kind
 from rag.retrieval import BestSentenceScorer, Retriever
@@ -50,24 +49,24 @@ def test_offers_kind_needs_something_new_of_the_asked_kind() -> None:
     assert offers_kind("Anything at all.", None, "Why?")
 
 
-def _tiny_index() -> tuple[VectorIndex, LexicalIndex]:
-    vectors = VectorIndex.empty(2)
-    vectors.add(np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32), np.array([1, 2]))
-    lexical = LexicalIndex.build([1, 2], ["victory plan nato", "victory plan brussels"])
-    return vectors, lexical
+def _tiny_index() -> SegmentView:
+    delta = Delta(2)
+    vectors = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    delta.append([1, 2], vectors, ["victory plan nato", "victory plan brussels"])
+    return SegmentView.of(1, BaseSegment.empty(2), delta, np.zeros(0, np.int64))
 
 
 def test_rescoring_by_best_sentence_reorders_the_fused_ranking() -> None:
-    vectors, lexical = _tiny_index()
+    view = _tiny_index()
     query = np.array([1.0, 0.0], dtype=np.float32)
-    plain = Retriever().retrieve(vectors, lexical, "victory plan", query, top_k=2)
+    plain = Retriever().retrieve(view, "victory plan", query, top_k=2)
     assert [c.rowid for c in plain] == [1, 2]
 
     def prefers_two(rowids: Sequence[int], _: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return np.array([1.0 if r == 2 else 0.0 for r in rowids], dtype=np.float32)
 
     rescored = Retriever(rescore_weight=1.0).retrieve(
-        vectors, lexical, "victory plan", query, top_k=2, rescorer=prefers_two
+        view, "victory plan", query, top_k=2, rescorer=prefers_two
     )
     assert [c.rowid for c in rescored] == [2, 1]
     assert all(0.0 <= c.score <= 1.0 for c in rescored)

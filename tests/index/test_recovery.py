@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli import app
+from cli.commands import app
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import Settings
@@ -24,7 +25,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "damage", ["delete-vectors", "truncate-vectors", "corrupt-bm25", "manifest"]
+    "damage", ["delete-vectors", "truncate-vectors", "corrupt-bm25", "segment-record"]
 )
 def test_damaged_index_is_named_and_rebuilt(
     damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder
@@ -33,12 +34,14 @@ def test_damaged_index_is_named_and_rebuilt(
     monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
     pipeline = Pipeline.open(Settings(index_dir=index_dir), embedder)
     before = pipeline.ask("What aid did Macron commit?")
-    version = index_dir / os.readlink(index_dir / "current")
+    assert pipeline.store.merge(force=True)  # type: ignore[attr-defined]
+    segments = index_dir / "current" / "segments"
+    segment = segments / (segments / "CURRENT").read_text()
     target = {
-        "delete-vectors": version / "vectors.faiss",
-        "truncate-vectors": version / "vectors.faiss",
-        "corrupt-bm25": version / "lexical" / "rowids.npy",
-        "manifest": version / "manifest.json",
+        "delete-vectors": segment / "vectors.faiss",
+        "truncate-vectors": segment / "vectors.faiss",
+        "corrupt-bm25": segment / "lexical" / "documents.npy",
+        "segment-record": segment / "segment.json",
     }[damage]
     if damage == "delete-vectors":
         target.unlink()
@@ -60,20 +63,23 @@ def test_damaged_index_is_named_and_rebuilt(
     assert [a.text for a in after.answers] == [a.text for a in before.answers]
 
 
-def test_rebuild_uses_an_older_version_when_the_records_are_damaged(
+def test_rebuild_uses_the_previous_store_when_the_records_are_damaged(
     empty_pipeline: Pipeline, tmp_path: Path
 ) -> None:
     feed = tmp_path / "feed.jsonl"
     feed.write_text(json.dumps({"title": "Port", "text": "The port reopened on Monday."}))
     empty_pipeline.ingest([feed])
+    empty_pipeline.rebuild()  # the first store folder stays as the previous one
     empty_pipeline.ingest([Settings().sample_articles_dir])
     index_dir = empty_pipeline.settings.index_dir
     newest = index_dir / os.readlink(index_dir / "current")
+    empty_pipeline.close()
     (newest / "records.sqlite").write_bytes(b"not a database at all" * 100)
+    for leftover in ("records.sqlite-wal", "records.sqlite-shm"):
+        (newest / leftover).unlink(missing_ok=True)
     report = empty_pipeline.rebuild()
     assert [a.title for a in report.added] == ["Port"]  # the last readable records
-    snapshot = empty_pipeline.refresh()
-    assert snapshot is not None and snapshot.check() == []
+    assert empty_pipeline.check() == []
 
 
 # The child ingests with a stand-in embedder (hashed bag of words, no torch start-up) so
@@ -111,25 +117,40 @@ print("done", flush=True)
 
 
 def committed_ids(index_dir: Path) -> list[str]:
-    """Ids in the current version, checked for consistency between all its parts."""
-    pipeline_settings = Settings(index_dir=index_dir, seed_sample_articles=False)
-    from index.store import IndexStore
+    """Ids in the index, checked for consistency between all its parts."""
+    from index.protocol import StoreIdentity
+    from index.store import EmbeddedStore
 
-    snapshot = IndexStore(index_dir, pipeline_settings.model_name, 384).load()
-    if snapshot is None:
+    settings = Settings(index_dir=index_dir, seed_sample_articles=False)
+    store = EmbeddedStore(index_dir, StoreIdentity(settings.model_name, 384, "torch", "float32"))
+    view = store.view()
+    if view is None:
         return []
-    assert snapshot.check() == [], snapshot.check()
-    return [a.id for a, _ in snapshot.records.articles()]
+    assert store.check() == [], store.check()
+    ids = [a.id for a, _ in view.articles()]
+    store.close()
+    return ids
+
+
+def seq(index_dir: Path) -> int:
+    try:
+        records = sqlite3.connect(
+            f"file:{index_dir / 'current' / 'records.sqlite'}?mode=ro", uri=True
+        )
+        [(value,)] = records.execute("SELECT value FROM meta WHERE key = 'seq'")
+        records.close()
+        return int(value)
+    except (sqlite3.Error, ValueError):
+        return -1
 
 
 def wait_for_next_commit(index_dir: Path, process: subprocess.Popen[str]) -> None:
-    """Block until the child publishes a new version (or exits), so that every run
-    makes progress and the kill lands at a random point after a commit."""
-    current = index_dir / "current"
-    start = os.readlink(current) if current.is_symlink() else None
+    """Block until the child commits a new batch (or exits), so that every run makes
+    progress and the kill lands at a random point after a commit."""
+    start = seq(index_dir)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        if current.is_symlink() and os.readlink(current) != start:
+        if seq(index_dir) != start:
             return
         time.sleep(0.005)
 
@@ -181,4 +202,3 @@ def test_sigkill_during_ingest_never_tears_the_index(tmp_path: Path) -> None:
     )
     assert resumed.stdout.split() == ["ready", "done"]
     assert committed_ids(index_dir) == ids
-    assert not list(index_dir.glob(".tmp-*"))

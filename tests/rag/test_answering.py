@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from rag.answering import Calibration, PassageHit, merge_duplicates, sentence_context
-from rag.chunking import Chunk
 from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer
 from rag.reader.spans import Reading
+from records import Chunk
 
 ARTICLE = (
     "Leaders met in Brussels on Thursday. The bloc agreed to lend 35 billion euros. "

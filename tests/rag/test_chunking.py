@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.articles import Article
 from rag.chunking import Chunker, SentenceSplitter, pack_windows
+from records import Article
 
 
 def count_words(texts: Sequence[str]) -> list[int]:

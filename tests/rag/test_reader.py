@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.answering import PassageHit
-from rag.chunking import Chunk, SentenceSplitter
+from rag.chunking import SentenceSplitter
 from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer
 from rag.reader.model import GRAPH_FILE, ReaderUnavailableError, SpanReader, reader_fingerprint
 from rag.settings import PROJECT_ROOT, Settings
+from records import Chunk
 
 FILLER = "The committee met again to review the schedule and the minutes of its last session. "
 

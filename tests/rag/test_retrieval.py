@@ -33,21 +33,21 @@ def test_weighted_fusion_by_hand() -> None:
 def test_every_mode_finds_the_macron_passage(
     sample_pipeline: Pipeline, mode: str, fusion: str
 ) -> None:
-    snapshot = sample_pipeline.refresh()
-    assert snapshot is not None
+    view = sample_pipeline.refresh()
+    assert view is not None
     question = "What aid did Macron commit?"
     retriever = Retriever(mode=mode, fusion=fusion)  # type: ignore[arg-type]
     vector = sample_pipeline.embedder.embed_query(question)
-    hits = retriever.retrieve(snapshot.vectors, snapshot.lexical, question, vector, top_k=3)
+    hits = retriever.retrieve(view, question, vector, top_k=3)
     assert 1 <= len(hits) <= 3
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all(0.0 <= h.score <= 1.0 for h in hits)
-    texts = snapshot.records.chunks([h.rowid for h in hits])
+    texts = view.chunks([h.rowid for h in hits])
     assert "three billion euros" in texts[hits[0].rowid].chunk.text
 
 
 def test_filter_restricts_candidates(sample_pipeline: Pipeline) -> None:
-    from index.records import ArticleFilter
+    from records import ArticleFilter
 
     result = sample_pipeline.ask(
         "What aid did Macron commit?", where=ArticleFilter(source="victory-plan-game-is-up.txt")
@@ -59,7 +59,7 @@ def test_filter_restricts_candidates(sample_pipeline: Pipeline) -> None:
 
 
 def test_lexical_only_query_with_no_known_words(sample_pipeline: Pipeline) -> None:
-    snapshot = sample_pipeline.refresh()
-    assert snapshot is not None
-    assert not snapshot.lexical.scores("zzqx qqwv").any()
-    assert not snapshot.lexical.scores("the of and").any()
+    view = sample_pipeline.refresh()
+    assert view is not None
+    assert len(view.lexical_scores("zzqx qqwv")[0]) == 0
+    assert len(view.lexical_scores("the of and")[0]) == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli import SQUADSHIFTS, app
+from cli.commands import SQUADSHIFTS, app
 from rag.reader.model import SpanReader, window_spec
 
 DATA = SQUADSHIFTS / "new_wiki_v1.0.json"

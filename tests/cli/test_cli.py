@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli import app
+from cli.commands import app
 
 runner = CliRunner()
 

@@ -13,11 +13,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from index.store import IndexStoreError
-from rag.pipeline import Pipeline, ProgressCallback
+from index.protocol import IndexStoreError
+from rag.pipeline import Pipeline
 from rag.settings import PROJECT_ROOT, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
+from rag.writing import ProgressCallback
 
 SQUADSHIFTS = PROJECT_ROOT.parent / "shared" / "data" / "squadshifts"
 TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
@@ -173,20 +174,22 @@ def rebuild() -> None:
 
 @app.command()
 def check() -> None:
-    """Verify that the index's parts agree (vectors, BM25, records, manifest)."""
-    snapshot = _open(Settings(seed_sample_articles=False)).refresh()
-    if snapshot is None:
+    """Verify that the index's parts agree (records, change log, search segments)."""
+    pipeline = _open(Settings(seed_sample_articles=False))
+    if pipeline.refresh() is None:
         console.print("no index yet")
         return
-    problems = snapshot.check()
+    problems = pipeline.check()
     for problem in problems:
         errors.print(f"[red]problem:[/red] {escape(problem)}")
     if problems:
         errors.print("run `rag rebuild` to re-create the index from its article records")
         raise typer.Exit(1)
-    manifest = snapshot.manifest
+    index = pipeline.describe_index()
     console.print(
-        f"ok: {snapshot.version}, {manifest['articles']} articles, {manifest['chunks']} chunks"
+        f"ok: {index['version']}, {index['articles']} articles, {index['chunks']} chunks, "
+        f"generation {index['generation']} ({index['delta_chunks']} chunks added and "
+        f"{index['deleted_since_base']} deleted since the last merge)"
     )
 
 
@@ -270,6 +273,13 @@ def train_reader(
     work_dir: Annotated[Path, typer.Option(help="Checkpoints and the training log.")] = (
         PROJECT_ROOT / "var" / "reader-training"
     ),
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from these weights: an earlier reader's `trained` folder (in its work "
+            "directory) to continue training it (default: the packaged MiniLM)."
+        ),
+    ] = None,
     epochs: Annotated[float, typer.Option(min=0.0)] = 1.0,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 8e-5,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
@@ -285,20 +295,23 @@ def train_reader(
         ),
     ] = None,
 ) -> None:
-    """Train the span reader from the packaged MiniLM weights (seeded, resumable)."""
+    """Train the span reader from the packaged MiniLM weights, or continue an earlier one
+    (seeded, resumable)."""
     from rag.embedding import packaged_model_path
     from training.reader import ReaderTrainConfig
     from training.reader import train_reader as run_training
 
     files = data or [SQUADSHIFTS / f"{name}_v1.0.json" for name in TRAINING_SETS]
     missing = [str(path) for path in files if not path.is_file()]
+    if base is not None and not (base / "config.json").is_file():
+        missing.append(str(base / "config.json"))
     if missing:
         errors.print(f"[red]error:[/red] no such training file: {escape(', '.join(missing))}")
         raise typer.Exit(2)
     settings = Settings()
     config = ReaderTrainConfig(
         data_files=tuple(str(path.resolve()) for path in files),
-        base_model=str(settings.model_path or packaged_model_path()),
+        base_model=str(base.resolve() if base else settings.model_path or packaged_model_path()),
         epochs=epochs,
         learning_rate=learning_rate,
         batch_size=batch_size,
