@@ -1,6 +1,6 @@
 """``python -m bench [BENCH ...] [--tiny]``: run benchmarks, print a table, write JSON + PNG.
 
-Benchmarks: ingest, backends, scale, startup, http (default: all). ``--tiny`` runs each
+Benchmarks: ingest, backends, scale, writes, startup, http (default: all). ``--tiny`` runs each
 on tiny inputs (the smoke test's mode: it checks that figures come out, not how fast).
 Absolute times drift on shared machines, so each bar compares two things measured in
 the same run.
@@ -9,6 +9,7 @@ the same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +17,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import backends, ingest, scale, service
+from bench import backends, ingest, scale, service, writes
 from bench.common import NEWS_CSV, RESULTS_DIR, Report
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import EmbedBackend, Settings
 
-BENCHES = ("ingest", "backends", "scale", "startup", "http")
+BENCHES = ("ingest", "backends", "scale", "writes", "startup", "http")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Options:
     tiny: bool
     articles: int | None
     scale_chunks: int
+    write_sizes: tuple[int, ...]
     rounds: int
     output: Path
     work: Path
@@ -75,6 +77,13 @@ def run_scale(report: Report, options: Options, console: Console) -> None:
     scale.run(report, options.work, chunks=options.scale_chunks, log=console)
 
 
+def run_writes(report: Report, options: Options, console: Console) -> None:
+    plan = dataclasses.replace(
+        writes.TINY if options.tiny else writes.FULL, sizes=options.write_sizes
+    )
+    writes.run(report, options.work, plan=plan, output=options.output, log=console)
+
+
 def run_startup(report: Report, options: Options, console: Console) -> None:
     service.run_startup(report, options.work, tiny=options.tiny, log=console)
 
@@ -93,6 +102,7 @@ RUNNERS: dict[str, Callable[[Report, Options, Console], None]] = {
     "ingest": run_ingest,
     "backends": run_backends,
     "scale": run_scale,
+    "writes": run_writes,
     "startup": run_startup,
     "http": run_http,
 }
@@ -107,6 +117,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scale-chunks", type=int, default=None, help="synthetic chunks (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--write-sizes",
+        type=writes.parse_sizes,
+        default=None,
+        help="index sizes of the writes bench, e.g. 10k,100k,1M (the default; --tiny: 1k,3k)",
     )
     parser.add_argument(
         "--rounds", type=int, default=None, help="ingest rounds, best kept (default 2)"
@@ -130,6 +146,7 @@ def main(argv: list[str] | None = None) -> Report:
             tiny=args.tiny,
             articles=articles or None,
             scale_chunks=args.scale_chunks or (2_000 if args.tiny else 1_000_000),
+            write_sizes=args.write_sizes or (writes.TINY.sizes if args.tiny else writes.SIZES),
             rounds=args.rounds or (1 if args.tiny else 2),
             output=args.output,
             work=Path(work),

@@ -112,10 +112,10 @@ def _ingest_throughput(
             settings = _settings(work, backend)
             pipeline = Pipeline(settings, embedder)
             seconds = timed(partial(pipeline.ingest, [data]))
-            snapshot = pipeline.refresh()
-            assert snapshot is not None
-            rate = snapshot.records.count_chunks() / seconds
-            snapshot.records.close()
+            view = pipeline.refresh()
+            assert view is not None
+            rate = view.chunks_count / seconds
+            pipeline.close()
             shutil.rmtree(settings.index_dir)
             best[backend] = max(best.get(backend, 0.0), rate)
     return best

@@ -135,11 +135,11 @@ def _pipeline_round(
     seconds = timed(lambda: pipeline.ingest([data]))
     if seconds < best.pipeline_s:
         best.pipeline_s, best.embed_share = seconds, embedder.seconds / seconds
-    snapshot = pipeline.refresh()
-    assert snapshot is not None
-    best.articles = snapshot.records.count_articles()
-    best.texts = [stored.chunk.text for stored in snapshot.records.all_chunks()]
-    snapshot.records.close()
+    view = pipeline.refresh()
+    assert view is not None
+    best.articles = view.articles_count
+    best.texts = [stored.chunk.text for stored in view.all_chunks()]
+    pipeline.close()
     keep = settings.index_dir  # the last round's index stays, for the service benchmarks
     shutil.rmtree(keep, ignore_errors=True)
     index_dir.rename(keep)
@@ -165,8 +165,8 @@ def run_resume(
     with contextlib.suppress(Interrupted):
         pipeline.ingest([data], interrupt_half_way)
     interrupted = pipeline.refresh()
-    kept_articles = interrupted.records.count_articles() if interrupted else 0
-    kept_chunks = interrupted.records.count_chunks() if interrupted else 0
+    kept_articles = interrupted.articles_count if interrupted else 0
+    kept_chunks = interrupted.chunks_count if interrupted else 0
     embedded = [0]
 
     def note_total(done: int, total: int) -> None:
@@ -177,9 +177,9 @@ def run_resume(
     seconds = time.perf_counter() - started
     resumed = pipeline.refresh()
     assert resumed is not None
-    redone = embedded[0] - (resumed.records.count_chunks() - kept_chunks)
+    redone = embedded[0] - (resumed.chunks_count - kept_chunks)
     skipped = len(second.duplicates) >= kept_articles
-    complete = resumed.records.count_articles() == kept_articles + len(second.added)
+    complete = resumed.articles_count == kept_articles + len(second.added)
     report.add(
         Figure(
             BENCH,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure as Canvas
@@ -34,6 +35,46 @@ def plot(figures: Sequence[Figure], path: Path, title: str) -> Path:
         axis.tick_params(axis="y", labelsize=8)
         axis.margins(x=0.15)
     fig.suptitle(f"bench · {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of :func:`plot_lines`: a line per series, ``{label: (sizes, values)}``."""
+
+    title: str
+    unit: str
+    series: dict[str, tuple[Sequence[float], Sequence[float]]]
+    log_y: bool = False
+    """Else a linear y axis from 0, on which a cost that does not grow is a level line."""
+
+
+def plot_lines(panels: Sequence[Panel], path: Path, title: str, x_label: str) -> Path:
+    """Panels side by side, each a line per series against a log-scaled x axis."""
+    fig = Canvas(figsize=(4 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for axis, panel in zip(axes[0], panels, strict=True):
+        for label, (xs, ys) in panel.series.items():
+            axis.plot(xs, ys, marker="o", label=label)
+            for x, y in zip(xs, ys, strict=True):
+                axis.annotate(
+                    f"{y:,.3g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        axis.set_xscale("log")
+        if panel.log_y:
+            axis.set_yscale("log")
+        else:
+            axis.set_ylim(bottom=0, top=axis.get_ylim()[1] * 1.1)
+        axis.set_title(panel.title, loc="left", fontsize=10)
+        axis.set_xlabel(x_label, fontsize=8)
+        axis.set_ylabel(panel.unit, fontsize=8)
+        axis.tick_params(labelsize=8)
+        axis.grid(True, which="major", alpha=0.3)
+        if len(panel.series) > 1:
+            axis.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -183,15 +183,15 @@ def run_profile(report: Report, index_dir: Path, name: str) -> None:
     settings = Settings(index_dir=index_dir, seed_sample_articles=False, torch_threads=1)
     pipeline = Pipeline.open(settings)
     pipeline.ask("warm up the model")
-    snapshot = pipeline.refresh()
-    assert snapshot is not None
+    view = pipeline.refresh()
+    assert view is not None
     watch = Stopwatch()
     watch.watch(pipeline.embedder, "embed_query", "query embedding")
     watch.watch(pipeline.retriever, "retrieve", "retrieval (FAISS + BM25 + fusion)")
     watch.watch(pipeline.answerer, "candidates", "answering (reader or sentence scoring)")
-    watch.watch(snapshot.records, "sentence_vectors", "SQLite: sentence vectors")
-    watch.watch(snapshot.records, "chunks", "SQLite: chunks")
-    watch.watch(snapshot.records, "article", "SQLite: articles")
+    watch.watch(view, "sentence_vectors", "SQLite: sentence vectors")
+    watch.watch(view, "chunks", "SQLite: chunks")
+    watch.watch(view, "article", "SQLite: articles")
     for label in ("cold", "warm"):
         watch.seconds = dict.fromkeys(watch.seconds, 0.0)
         total = timed(lambda: [pipeline.ask(question) for question in QUESTIONS])

@@ -215,25 +215,30 @@ class LexicalDelta:
     documents, so appending never changes what an older view reads."""
 
     def __init__(self) -> None:
-        self._rowids: list[int] = []
-        self._lengths: list[int] = []
+        self._rowids = np.zeros(0, dtype=np.int64)
+        self._lengths = np.zeros(0, dtype=np.int32)
+        self.size = 0
         self._postings: dict[str, tuple[list[int], list[int]]] = {}
 
-    @property
-    def size(self) -> int:
-        return len(self._rowids)
-
-    def append(self, rowids: Sequence[int], texts: Sequence[str]) -> None:
-        """Analyse and add documents."""
-        for rowid, tokens in zip(rowids, tokenize(texts), strict=True):
-            position = len(self._rowids)
-            terms = Counter(tokens)
-            for term, count in terms.items():
+    def append(self, rowids: Sequence[int], texts: Sequence[str]) -> int:
+        """Analyse and add documents; returns their total length in terms."""
+        count = len(rowids)
+        if self.size + count > len(self._rowids):  # grow into new arrays: older views
+            capacity = max(2 * len(self._rowids), self.size + count, 64)  # keep the old
+            self._rowids = np.resize(self._rowids[: self.size], capacity)
+            self._lengths = np.resize(self._lengths[: self.size], capacity)
+        total = 0
+        for offset, tokens in enumerate(tokenize(texts)):
+            position = self.size + offset
+            for term, frequency in Counter(tokens).items():
                 positions, counts = self._postings.setdefault(term, ([], []))
                 positions.append(position)
-                counts.append(count)
-            self._lengths.append(len(tokens))
-            self._rowids.append(rowid)
+                counts.append(frequency)
+            self._lengths[position] = len(tokens)
+            total += len(tokens)
+        self._rowids[self.size : self.size + count] = rowids
+        self.size += count
+        return total
 
     def postings(self, term: str, size: int) -> Postings | None:
         """The term's postings among the first ``size`` documents."""
@@ -246,18 +251,17 @@ class LexicalDelta:
             return None
         chosen = np.asarray(positions[:visible], dtype=np.int64)
         return Postings(
-            np.asarray(self._rowids[:size], dtype=np.int64)[chosen],
+            self._rowids[chosen],
             np.asarray(counts[:visible], dtype=np.float32),
-            np.asarray(self._lengths[:size], dtype=np.float32)[chosen],
+            self._lengths[chosen].astype(np.float32),
         )
 
     def documents(
         self, size: int, removed: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
         """Row ids and lengths of the first ``size`` documents, and which are not removed."""
-        rowids = np.asarray(self._rowids[:size], dtype=np.int64)
-        lengths = np.asarray(self._lengths[:size], dtype=np.int32)
-        return rowids, lengths, ~np.isin(rowids, removed)
+        rowids = self._rowids[:size]
+        return rowids, self._lengths[:size], ~np.isin(rowids, removed)
 
     def postings_lists(
         self, size: int

@@ -78,10 +78,7 @@ class Delta:
             self._vectors, self._rowids = grown, grown_ids
         self._vectors[self.size : self.size + count] = vectors
         self._rowids[self.size : self.size + count] = rowids
-        before = self.lexical.size
-        self.lexical.append(rowids, texts)
-        _, lengths, _ = self.lexical.documents(self.lexical.size, np.zeros(0, np.int64))
-        self.total_length += int(lengths[before:].sum())
+        self.total_length += self.lexical.append(rowids, texts)
         self.size += count
 
     def rows(self, size: int) -> tuple[Vectors, RowIds]:
@@ -101,6 +98,8 @@ class SegmentView:
     deleted: RowIds
     """Sorted row ids deleted after the base (in the base or in the delta)."""
     statistics: CorpusStatistics
+    delta_live: npt.NDArray[np.bool_]
+    """Which of the first ``delta_size`` delta rows are not deleted."""
     _selector: Any
 
     @staticmethod
@@ -121,7 +120,7 @@ class SegmentView:
         if len(base_gone):
             inner = faiss.IDSelectorBatch(np.asarray(base.lexical.rowids)[base_gone])
             selector = (faiss.IDSelectorNot(inner), inner)  # keep the inner one alive
-        return SegmentView(seq, base, delta, size, deleted, statistics, selector)
+        return SegmentView(seq, base, delta, size, deleted, statistics, delta_live, selector)
 
     @property
     def size(self) -> int:
@@ -144,7 +143,7 @@ class SegmentView:
         base_scores, base_ids = self.base.vectors.search(query, k, allowed, excluded)
         vectors, rowids = self.delta.rows(self.delta_size)
         scores = vectors @ query.astype(np.float32)
-        keep = ~np.isin(rowids, self.deleted)
+        keep = self.delta_live.copy()
         if allowed is not None:
             keep &= np.isin(rowids, np.fromiter(allowed, dtype=np.int64))
         all_scores = np.concatenate([base_scores, scores[keep]])
@@ -155,11 +154,12 @@ class SegmentView:
     def similarity(self, query: Vectors, rowids: RowIds) -> Vectors:
         """Cosine similarity of the query to the vectors of these (live) chunks."""
         vectors, delta_rowids = self.delta.rows(self.delta_size)
-        in_delta = np.isin(rowids, delta_rowids)
+        positions = np.searchsorted(delta_rowids, rowids)
+        in_delta = positions < len(delta_rowids)
+        in_delta[in_delta] = delta_rowids[positions[in_delta]] == rowids[in_delta]
         scores = np.zeros(len(rowids), dtype=np.float32)
         if in_delta.any():
-            positions = np.searchsorted(delta_rowids, rowids[in_delta])
-            scores[in_delta] = vectors[positions] @ query.astype(np.float32)
+            scores[in_delta] = vectors[positions[in_delta]] @ query.astype(np.float32)
         if (~in_delta).any():
             scores[~in_delta] = self.base.vectors.similarity(query, rowids[~in_delta])
         return scores
@@ -198,8 +198,7 @@ class SegmentView:
         base_rowids = np.asarray(self.base.lexical.rowids)
         vectors.remove(base_rowids[_positions_of(base_rowids, self.deleted)].tolist())
         delta_vectors, delta_rowids = self.delta.rows(self.delta_size)
-        keep = ~np.isin(delta_rowids, self.deleted)
-        vectors.add(delta_vectors[keep], delta_rowids[keep])
+        vectors.add(delta_vectors[self.delta_live], delta_rowids[self.delta_live])
         lexical = self.base.lexical.merged(self.deleted, self.delta.lexical, self.delta_size)
         return BaseSegment(
             name, self.seq, vectors.tuned(), lexical, int(np.asarray(lexical.lengths).sum())
