@@ -64,11 +64,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_service(index_dir: Path) -> Iterator[str]:
-    """``rag serve`` in a child process on loopback; yields its base url."""
+def running_service(index_dir: Path, environment: dict[str, str] | None = None) -> Iterator[str]:
+    """``rag serve`` in a child process on loopback (with these extra environment
+    variables); yields its base url."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir)}
+    env = {**os.environ, **(environment or {}), "RAG_INDEX_DIR": str(index_dir)}
     command = [str(Path(sys.executable).with_name("rag")), "serve", "--host", "127.0.0.1"]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

@@ -46,7 +46,7 @@ def _with_progress(work: Callable[[ProgressCallback], IngestReport]) -> IngestRe
             progress.stop()
             errors.print(
                 f"[red]error:[/red] could not write the index: {escape(str(error))}; "
-                "the previous version is intact"
+                "every batch committed before it is kept"
             )
             raise typer.Exit(1) from None
 
@@ -66,6 +66,7 @@ def ingest(
     """Add articles (.txt .md .html .json .jsonl, or folders of them) to the index."""
     pipeline = _open(Settings(seed_sample_articles=False))
     report = _with_progress(lambda on_progress: pipeline.ingest(paths, on_progress))
+    pipeline.close()  # finishes a merge the ingest made due, so the next start is quick
     console.print(
         f"added {len(report.added)} articles ({report.chunks_added} chunks), "
         f"skipped {len(report.duplicates)} duplicates, rejected {len(report.rejected)}"
@@ -151,7 +152,10 @@ def list_articles(
 @app.command()
 def delete(article_id: Annotated[str, typer.Argument(help="Id of the article to remove.")]) -> None:
     """Remove an article (and its chunks) from the index."""
-    if not _open(Settings(seed_sample_articles=False)).delete(article_id):
+    pipeline = _open(Settings(seed_sample_articles=False))
+    deleted = pipeline.delete(article_id)
+    pipeline.close()
+    if not deleted:
         errors.print(f"[red]error:[/red] no article with id {escape(article_id)!r}")
         raise typer.Exit(1)
     console.print(f"deleted {article_id}")
@@ -164,6 +168,7 @@ def rebuild() -> None:
     try:
         pipeline = Pipeline(settings)
         report = _with_progress(pipeline.rebuild)
+        pipeline.close()
     except IndexStoreError as error:
         errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None

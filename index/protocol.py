@@ -148,6 +148,11 @@ class Store(Protocol):
         """Write a complete new index that replaces this one when the block succeeds."""
         ...
 
+    def merge(self, force: bool = False) -> bool:
+        """Fold the changes since the last merge into the store's search structures, if
+        due (or ``force``); ``False`` when there was nothing to do."""
+        ...
+
     def close(self) -> None:
         """Finish background work and release connections."""
         ...

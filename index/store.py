@@ -583,8 +583,12 @@ class EmbeddedStore:
             leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Wait for a background merge and close this process's connections."""
+        """Finish merging (a background merge, then one still due) and close this
+        process's write connections."""
         self.wait_for_merge()
+        view = self.view() if self.current_name() is not None else None
+        if view is not None and self.policy.due(view.segments):
+            self.merge()
         for records in self._writer_records.values():
             records.close()
         self._writer_records.clear()

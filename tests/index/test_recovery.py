@@ -34,7 +34,7 @@ def test_damaged_index_is_named_and_rebuilt(
     monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
     pipeline = Pipeline.open(Settings(index_dir=index_dir), embedder)
     before = pipeline.ask("What aid did Macron commit?")
-    assert pipeline.store.merge(force=True)  # type: ignore[attr-defined]
+    assert pipeline.store.merge(force=True)
     segments = index_dir / "current" / "segments"
     segment = segments / (segments / "CURRENT").read_text()
     target = {
