@@ -592,6 +592,10 @@ class EmbeddedStore:
         for records in self._writer_records.values():
             records.close()
         self._writer_records.clear()
+        loaded, self._loaded = self._loaded, None
+        if loaded is not None:
+            loaded.reader.close()
+            loaded.replay.close()
 
 
 @contextmanager

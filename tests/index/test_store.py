@@ -273,9 +273,7 @@ def run_child(tmp_path: Path, mode: str, *extra: str) -> subprocess.Popen[str]:
     return process
 
 
-def kill_after_some_commits(
-    process: subprocess.Popen[str], rng: random.Random
-) -> tuple[int, bool]:
+def kill_after_some_commits(process: subprocess.Popen[str], rng: random.Random) -> tuple[int, bool]:
     """Let the child commit at least once, kill it at a random moment; return the last
     commit it reported and whether it was merging then."""
     assert process.stdout is not None
