@@ -1,7 +1,8 @@
 """``python -m bench [BENCH ...] [--tiny]``: run benchmarks, print a table, write JSON + PNG.
 
-Benchmarks: ingest, backends, scale, writes, startup, http (default: all). ``--tiny`` runs each
-on tiny inputs (the smoke test's mode: it checks that figures come out, not how fast).
+Benchmarks: ingest, backends, scale, writes, http-writes, startup, http (default: all).
+``--tiny`` runs each on tiny inputs (the smoke test's mode: it checks that figures come
+out, not how fast).
 Absolute times drift on shared machines, so each bar compares two things measured in
 the same run.
 """
@@ -17,13 +18,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import backends, ingest, scale, service, writes
+from bench import backends, http_writes, ingest, scale, service, writes
 from bench.common import NEWS_CSV, RESULTS_DIR, Report
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import EmbedBackend, Settings
 
-BENCHES = ("ingest", "backends", "scale", "writes", "startup", "http")
+BENCHES = ("ingest", "backends", "scale", "writes", "http-writes", "startup", "http")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ def run_writes(report: Report, options: Options, console: Console) -> None:
     writes.run(report, options.work, plan=plan, output=options.output, log=console)
 
 
+def run_http_writes(report: Report, options: Options, console: Console) -> None:
+    sizes = (3, 6) if options.tiny else (300, 2_400)
+    embedder = Embedder.from_settings(settings_for(options.work))
+    http_writes.run(
+        report, options.work, embedder, sizes=sizes, repeats=2 if options.tiny else 5, log=console
+    )
+
+
 def run_startup(report: Report, options: Options, console: Console) -> None:
     service.run_startup(report, options.work, tiny=options.tiny, log=console)
 
@@ -103,6 +112,7 @@ RUNNERS: dict[str, Callable[[Report, Options, Console], None]] = {
     "backends": run_backends,
     "scale": run_scale,
     "writes": run_writes,
+    "http-writes": run_http_writes,
     "startup": run_startup,
     "http": run_http,
 }
