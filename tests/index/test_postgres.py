@@ -1,0 +1,276 @@
+"""What only the PostgreSQL store has: the unique content hash under concurrent writers,
+migrations, an unreachable or restarted server, statement timeouts, a writer killed
+mid-write, and the whole pipeline answering from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from index.postgres import PostgresStore
+from index.postgres.local import LocalPostgres, free_port
+from index.postgres.schema import SCHEMA_VERSION
+from index.protocol import IndexStoreError, NewArticle, StoreIdentity
+from rag.embedding import Embedder
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+MakeArticle = Callable[..., NewArticle]
+
+
+def test_concurrent_writers_store_one_article_once_without_asking(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    """Without looking it up first, two writers add the same content (under two ids):
+    the unique content hash keeps the first and the counts and statistics stay right."""
+    stores = [PostgresStore(database_url, identity) for _ in range(2)]
+    item = make_article(3, chunks=3)
+    twin = dataclasses.replace(
+        item,
+        article=dataclasses.replace(item.article, id="twin"),
+        chunks=[dataclasses.replace(c, article_id="twin") for c in item.chunks],
+    )
+    start = threading.Barrier(2)
+
+    def add(store: PostgresStore, new: NewArticle) -> None:
+        start.wait()
+        with store.writing() as writer:
+            writer.add([new, make_article(10 + len(new.article.id))])
+
+    threads = [
+        threading.Thread(target=add, args=(store, new))
+        for store, new in zip(stores, (item, twin), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    view = stores[0].view()
+    assert view is not None
+    assert (view.articles_count, view.chunks_count) == (3, 7)
+    assert len({a.content_hash for a, _ in view.articles()}) == 3
+    assert stores[1].check() == []
+    for store in stores:
+        store.close()
+
+
+def test_migrations_run_once_and_a_newer_schema_is_refused(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    first = PostgresStore(database_url, identity)
+    with first.writing() as writer:
+        writer.add([make_article(1)])
+    second = PostgresStore(database_url, identity)
+    assert second.view() is not None
+    with psycopg.connect(database_url) as connection:
+        versions = connection.execute("SELECT version FROM schema_version").fetchall()
+        assert [v[0] for v in versions] == list(range(1, SCHEMA_VERSION + 1))
+        connection.execute(
+            "INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,)
+        )
+    newer = PostgresStore(database_url, identity)
+    with pytest.raises(IndexStoreError, match=r"schema is at version \d+, newer than this code"):
+        newer.view()
+    for store in (first, second, newer):
+        store.close()
+
+
+def test_an_unreachable_database_is_an_index_error_naming_it_without_secrets(
+    identity: StoreIdentity,
+) -> None:
+    port = free_port()
+    store = PostgresStore(
+        f"postgresql://reader:s3cret@127.0.0.1:{port}/news", identity, connect_timeout_s=1
+    )
+    started = time.monotonic()
+    with pytest.raises(IndexStoreError) as raised:
+        store.view()
+    assert time.monotonic() - started < 10
+    assert f"127.0.0.1:{port}/news cannot be reached" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+    store.close()
+
+
+def test_a_restarted_server_is_used_again_without_reopening_the_store(
+    postgres_server: LocalPostgres,
+    database_url: str,
+    identity: StoreIdentity,
+    make_article: MakeArticle,
+) -> None:
+    store = PostgresStore(database_url, identity, connect_timeout_s=1)
+    with store.writing() as writer:
+        writer.add([make_article(1)])
+    postgres_server.stop()
+    try:
+        with pytest.raises(IndexStoreError, match=r"PostgreSQL at 127\.0\.0\.1"):
+            store.view()
+    finally:
+        postgres_server.start()
+    view = store.view()
+    assert view is not None and view.articles_count == 1
+    assert len(view.lexical_scores("number")[0]) == 2
+    with store.writing() as writer:
+        writer.add([make_article(2)])
+    assert store.check() == []
+    store.close()
+
+
+def test_reads_go_to_the_read_database(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    replica = database_url + "?application_name=replica-reader"  # the same database here
+    store = PostgresStore(database_url, identity, read_url=replica)
+    with store.writing() as writer:
+        writer.add([make_article(1)])
+    view = store.view()
+    assert view is not None and view.articles_count == 1
+    with store.reading() as connection:
+        name = connection.execute("SHOW application_name").fetchone()
+    assert name == ("replica-reader",)
+    assert view.description()["read_database"].endswith(database_url.rsplit("/", 1)[1])
+    store.close()
+
+
+def test_a_slow_statement_is_cancelled_as_an_index_error(
+    database_url: str, identity: StoreIdentity
+) -> None:
+    store = PostgresStore(database_url, identity, statement_timeout_ms=100)
+    with pytest.raises(IndexStoreError, match="statement timeout"), store.reading() as connection:
+        connection.execute("SELECT pg_sleep(2)")
+    with store.reading() as connection:  # the connection is still usable
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+    store.close()
+
+
+def test_dense_search_uses_the_hnsw_index_above_the_exact_threshold(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    exact = PostgresStore(database_url, identity)
+    no_scans = database_url + "?options=-c%20enable_seqscan%3Doff"  # small: HNSW anyway
+    approximate = PostgresStore(no_scans, identity, exact_search_below=0)
+    with exact.writing() as writer:
+        writer.add([make_article(n, chunks=2) for n in range(200)])
+    query = make_article(17).vectors[0]
+    views = [exact.view(), approximate.view()]
+    assert views[0] is not None and views[1] is not None
+    results = [v.dense_search(query, 10) for v in views]
+    assert results[1][1][0] == results[0][1][0], "the nearest chunk is found by HNSW too"
+    assert len(set(results[0][1]) & set(results[1][1])) >= 9
+    allowed = set(results[0][1][5:].tolist())
+    _, filtered = views[1].dense_search(query, 3, allowed)
+    assert filtered.tolist() == results[0][1][5:8].tolist(), "a filtered scan goes on"
+    with approximate.reading() as connection:
+        plan = connection.execute(
+            "EXPLAIN SELECT rowid FROM chunks ORDER BY embedding <#> %s::halfvec LIMIT 10",
+            ("[" + ",".join(["0.1"] * identity.dimension) + "]",),
+        ).fetchall()
+    assert "chunks_embedding" in " ".join(str(row[0]) for row in plan)
+    for store in (exact, approximate):
+        store.close()
+
+
+CHILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from conftest import IDENTITY, new_article
+from index.postgres import PostgresStore
+
+store = PostgresStore(sys.argv[1], IDENTITY)
+view = store.view()
+first = 1 + max((int(a.id[1:]) for a, _ in view.articles()), default=-1) if view else 0
+print("ready", flush=True)
+for n in range(first, first + 100000):
+    with store.writing() as writer:
+        writer.add([new_article(n, chunks=3)])
+        writer.delete([f"a{n - 5:05d}"] if n % 3 == 0 else [])
+    print("committed", n, flush=True)
+"""
+
+
+def test_sigkill_keeps_exactly_the_committed_writes(
+    database_url: str, identity: StoreIdentity, tmp_path: Path
+) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    rng = random.Random("postgres-kills")
+    store = PostgresStore(database_url, identity)
+    for _ in range(3):
+        child = subprocess.Popen(
+            [sys.executable, str(script), database_url, str(Path(__file__).parent)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        lines = [child.stdout.readline()]
+        time.sleep(rng.uniform(0.0, 0.3))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        lines += child.stdout.read().splitlines()
+        last = max(int(line.split()[1]) for line in lines if line.startswith("committed"))
+        view = store.view()
+        assert view is not None
+        present = {a.id for a, _ in view.articles()}
+        committed = {f"a{n:05d}" for n in range(last + 1)}
+        committed -= {f"a{n - 5:05d}" for n in range(last + 1) if n % 3 == 0}
+        following = last + 1
+        in_flight = committed | {f"a{following:05d}"}
+        in_flight -= {f"a{following - 5:05d}"} if following % 3 == 0 else set()
+        assert present in (committed, in_flight)
+        assert store.check() == []
+    store.close()
+
+
+def test_the_pipeline_answers_from_postgres_as_from_the_embedded_store(
+    embedder: Embedder, database_url: str, sample_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    settings = Settings(store="postgres", database_url=database_url, index_dir=tmp_path / "none")
+    pipeline = Pipeline.open(settings, embedder)  # indexes the sample articles
+    try:
+        assert pipeline.stats()["articles"] == 3
+        result = pipeline.ask("What aid did Macron commit?")
+        assert result.answers, "an answer"
+        best = result.answers[0]
+        assert "three billion euros" in best.text
+        article = pipeline.article(best.article_id)
+        assert article is not None
+        assert article.text[best.start : best.end] == best.text
+        assert article.text[best.context.start : best.context.end] == best.context.text
+        reference = sample_pipeline.ask("What aid did Macron commit?")
+        assert [p.passage_id for p in result.passages] == [p.passage_id for p in reference.passages]
+        np.testing.assert_allclose(
+            [p.score for p in result.passages], [p.score for p in reference.passages], atol=2e-4
+        )
+        assert (best.text, best.start) == (reference.answers[0].text, reference.answers[0].start)
+        views = [pipeline.refresh(), sample_pipeline.refresh()]
+        for question in ("What aid did Macron commit?", "Who met Zelensky in Brussels?"):
+            found = []
+            for view in views:
+                assert view is not None
+                rowids, scores = view.lexical_scores(question)
+                chunks = view.chunks(rowids.tolist())
+                found.append(
+                    sorted(
+                        (chunks[int(r)].chunk.passage_id, float(s))
+                        for r, s in zip(rowids, scores, strict=True)
+                    )
+                )
+            assert found[0] == found[1], "BM25 over real articles agrees to the bit"
+    finally:
+        pipeline.close()
+
+
+def test_postgres_without_a_database_url_is_a_clear_error(embedder: Embedder) -> None:
+    with pytest.raises(IndexStoreError, match="RAG_STORE=postgres needs RAG_DATABASE_URL"):
+        Pipeline(Settings(store="postgres", seed_sample_articles=False), embedder)
