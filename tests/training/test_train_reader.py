@@ -66,9 +66,23 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     [reading] = SpanReader(output, threads=1).read("When did the harbour reopen?", [passage])
     assert reading is not None and 0 <= reading.start < reading.end <= len(passage)
 
+    # continue training the shipped weights: same dev split, the earlier run recorded
+    again = tmp_path / "continued"
+    continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
+    continued += [*arguments[7:], "--base", str(work / "trained"), "--seed", "14"]
+    third = runner.invoke(app, continued)
+    assert third.exit_code == 0, third.output
+    later = json.loads((again / "training.json").read_text())
+    assert later["base"]["training"]["fingerprint"] == record["fingerprint"]
+    assert len(later["base"]["weights_sha256"]) == 64
+    assert later["config"]["split_seed"] == record["config"]["split_seed"]
+    assert "an earlier reader of this project" in (again / "README.md").read_text()
+
 
 def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.json"
     result = CliRunner().invoke(app, ["train-reader", "--data", str(missing)])
     assert result.exit_code == 2
     assert "no such training file" in result.output and "nowhere.json" in result.output
+    no_base = CliRunner().invoke(app, ["train-reader", "--base", str(tmp_path)])
+    assert no_base.exit_code == 2 and "config.json" in no_base.output
