@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install serve test lint chromium eval bench clean
+.PHONY: install serve serve-postgres test lint chromium eval bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 serve: install  ## venv + install + index the sample articles + serve on http://127.0.0.1:8000
 	$(BIN)/rag serve
+
+serve-postgres: install  ## the same on a PostgreSQL + pgvector server of its own, under var/postgres
+	$(BIN)/rag serve-postgres
 
 chromium:  ## Debian's Chromium, driven by Playwright in the browser tests
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)

