@@ -88,11 +88,11 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON response.")] = False,
 ) -> None:
     """Answer a question with verbatim spans, each shown inside its sentence."""
+    if (problem := text_problem(question)) is not None:  # first: "\x0b" is also blank
+        errors.print(f"[red]error:[/red] the question {problem}")
+        raise typer.Exit(2)
     if not question.strip():
         errors.print("[red]error:[/red] the question is empty")
-        raise typer.Exit(2)
-    if (problem := text_problem(question)) is not None:
-        errors.print(f"[red]error:[/red] the question {problem}")
         raise typer.Exit(2)
     result = _open().ask(question, top_k=top_k)
     if as_json:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -81,6 +81,7 @@ def assert_no_traceback(result: Result, *exit_codes: int) -> None:
 
 @FUZZ
 @given(question=QUESTIONS, as_json=st.booleans())
+@example(question="\x0b", as_json=False)  # blank and a control character: named as the latter
 def test_any_question_is_answered_or_refused(index_dir: Path, question: str, as_json: bool) -> None:
     result = runner.invoke(app, ["ask", *(["--json"] if as_json else []), "--", question])
 
