@@ -220,14 +220,13 @@ class LexicalDelta:
         self.size = 0
         self._postings: dict[str, tuple[list[int], list[int]]] = {}
 
-    def append(self, rowids: Sequence[int], texts: Sequence[str]) -> int:
-        """Analyse and add documents; returns their total length in terms."""
+    def append(self, rowids: Sequence[int], texts: Sequence[str]) -> None:
+        """Analyse and add documents."""
         count = len(rowids)
         if self.size + count > len(self._rowids):  # grow into new arrays: older views
             capacity = max(2 * len(self._rowids), self.size + count, 64)  # keep the old
             self._rowids = np.resize(self._rowids[: self.size], capacity)
             self._lengths = np.resize(self._lengths[: self.size], capacity)
-        total = 0
         for offset, tokens in enumerate(tokenize(texts)):
             position = self.size + offset
             for term, frequency in Counter(tokens).items():
@@ -235,10 +234,12 @@ class LexicalDelta:
                 positions.append(position)
                 counts.append(frequency)
             self._lengths[position] = len(tokens)
-            total += len(tokens)
         self._rowids[self.size : self.size + count] = rowids
         self.size += count
-        return total
+
+    def rowids(self, size: int) -> npt.NDArray[np.int64]:
+        """Row ids of the first ``size`` documents."""
+        return self._rowids[:size]
 
     def postings(self, term: str, size: int) -> Postings | None:
         """The term's postings among the first ``size`` documents."""
@@ -260,7 +261,7 @@ class LexicalDelta:
         self, size: int, removed: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
         """Row ids and lengths of the first ``size`` documents, and which are not removed."""
-        rowids = self._rowids[:size]
+        rowids = self.rowids(size)
         return rowids, self._lengths[:size], ~np.isin(rowids, removed)
 
     def postings_lists(

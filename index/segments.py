@@ -61,29 +61,27 @@ class Delta:
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
         self._vectors = np.zeros((0, dimension), dtype=np.float32)
-        self._rowids = np.zeros(0, dtype=np.int64)
-        self.size = 0
         self.lexical = LexicalDelta()
-        self.total_length = 0
+        """The chunks' terms, and their row ids (row ``i`` of the vectors is document ``i``)."""
+
+    @property
+    def size(self) -> int:
+        return self.lexical.size
 
     def append(self, rowids: Sequence[int], vectors: Vectors, texts: Sequence[str]) -> None:
         """Add chunks (row ids above every row id already here)."""
-        count = len(rowids)
-        if self.size + count > len(self._vectors):  # grow by doubling: a new array, so
-            capacity = max(2 * len(self._vectors), self.size + count, 64)  # old views keep
-            grown = np.zeros((capacity, self.dimension), dtype=np.float32)  # the old one
-            grown[: self.size] = self._vectors[: self.size]
-            grown_ids = np.zeros(capacity, dtype=np.int64)
-            grown_ids[: self.size] = self._rowids[: self.size]
-            self._vectors, self._rowids = grown, grown_ids
-        self._vectors[self.size : self.size + count] = vectors
-        self._rowids[self.size : self.size + count] = rowids
-        self.total_length += self.lexical.append(rowids, texts)
-        self.size += count
+        size, count = self.size, len(rowids)
+        if size + count > len(self._vectors):  # grow by doubling: a new array, so older
+            capacity = max(2 * len(self._vectors), size + count, 64)  # views keep the old
+            grown = np.zeros((capacity, self.dimension), dtype=np.float32)
+            grown[:size] = self._vectors[:size]
+            self._vectors = grown
+        self._vectors[size : size + count] = vectors
+        self.lexical.append(rowids, texts)
 
     def rows(self, size: int) -> tuple[Vectors, RowIds]:
         """The first ``size`` vectors and their row ids."""
-        return self._vectors[:size], self._rowids[:size]
+        return self._vectors[:size], self.lexical.rowids(size)
 
 
 @dataclass(frozen=True)
