@@ -32,10 +32,11 @@ _STEMMER = Stemmer.Stemmer("english")
 _ARRAYS = ("rowids", "lengths", "indptr", "documents", "counts")
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Lower-case, drop English stop words and stem: the analysis used for BM25."""
+def tokenize(texts: Sequence[str], stopwords: str = "en") -> list[list[str]]:
+    """Lower-case, drop English stop words and stem: the analysis used for BM25
+    (``stopwords="en_plus"``: bm25s's longer list, question words included)."""
     tokens: list[list[str]] = bm25s.tokenize(
-        list(texts), stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
+        list(texts), stopwords=stopwords, stemmer=_STEMMER, return_ids=False, show_progress=False
     )
     return tokens
 

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from index.lexical import tokenize
 from records import Chunk, Span
 
 
@@ -94,6 +95,20 @@ class Answerer(Protocol):
     ) -> list[Candidate]:
         """Every candidate, scored, best first, near-duplicates merged."""
         ...
+
+
+def term_coverage(question: str, texts: Sequence[str], stopwords: str = "en_plus") -> list[float]:
+    """For each text, the share of the question's terms it contains (lower case, stemmed,
+    without ``stopwords``: by default a list that drops question words such as "how" and
+    "did"); 0 when the question has no such term. An answer read in a passage that lacks
+    the question's names is seldom the answer."""
+    question_terms = set(tokenize([question], stopwords)[0])
+    if not question_terms:
+        return [0.0] * len(texts)
+    return [
+        len(question_terms & set(terms)) / len(question_terms)
+        for terms in tokenize(list(texts), stopwords)
+    ]
 
 
 def confident(candidates: Sequence[Candidate], threshold: float, limit: int) -> list[Candidate]:

@@ -18,8 +18,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from index.lexical import tokenize
-from rag.answering import Calibration, Candidate, PassageHit, merge_duplicates
+from rag.answering import (
+    Calibration,
+    Candidate,
+    PassageHit,
+    merge_duplicates,
+    term_coverage,
+)
 from records import Chunk, Span
 
 FEATURES = ("dense", "lexical", "passage", "answer_type")
@@ -114,16 +119,15 @@ class SentenceExtractor:
                 seen.setdefault(key, (sentence, hit.chunk, hit.score, similarity))
         if not seen:
             return []
-        question_terms = set(tokenize([question])[0])
-        sentence_terms = tokenize([sentence.text for sentence, _, _, _ in seen.values()])
+        # BM25's shorter stop-word list: the analysis this answerer's calibration was fitted on
+        coverage = term_coverage(
+            question, [sentence.text for sentence, _, _, _ in seen.values()], stopwords="en"
+        )
         kind = answer_kind(question)
         scored: list[Candidate] = []
-        for (sentence, chunk, passage_score, similarity), terms in zip(
-            seen.values(), sentence_terms, strict=True
+        for (sentence, chunk, passage_score, similarity), overlap in zip(
+            seen.values(), coverage, strict=True
         ):
-            overlap = (
-                len(question_terms & set(terms)) / len(question_terms) if question_terms else 0.0
-            )
             features = {
                 "dense": similarity,
                 "lexical": overlap,

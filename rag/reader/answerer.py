@@ -1,9 +1,10 @@
 """Answer with the span the trained reader points at, inside its sentence.
 
 The reader reads the best ``passages`` retrieved passages in one batched call and
-proposes its best span in each. Three features decide how sure the answer is: the
-reader's margin of the span over "no answer", the span's own logit, and the passage's
-retrieval score; a logistic model fitted on dev questions (``rag eval --calibrate``)
+proposes its best span in each. Five features decide how sure the answer is: the
+reader's margin of the span over "no answer", the span's own logit, the passage's
+retrieval score, and how much of the question's terms the passage and the answer's
+sentence contain; a logistic model fitted on dev questions (``rag eval --calibrate``)
 turns them into a probability, and the service abstains below its threshold.
 """
 
@@ -14,10 +15,19 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from rag.answering import Calibration, Candidate, PassageHit, merge_duplicates, sentence_context
+from rag.answering import (
+    Calibration,
+    Candidate,
+    PassageHit,
+    merge_duplicates,
+    sentence_context,
+    term_coverage,
+)
 from rag.reader.model import SpanReader
+from rag.reader.spans import Reading
+from records import Span
 
-FEATURES = ("margin", "span", "passage")
+FEATURES = ("margin", "span", "passage", "coverage", "sentence_coverage")
 SQUAD2_RULE = Calibration(0.0, {"margin": 1.0, "span": 0.0, "passage": 0.0}, 0.5)
 """The reader's own decision before any calibration is fitted: answer when the span beats
 "no answer" (the SQuAD 2.0 rule), the score a logistic of that margin."""
@@ -41,23 +51,42 @@ class ReaderAnswerer:
         overlap (the same words read in two overlapping chunks) or repeat are merged."""
         read = sorted(hits, key=lambda h: -h.score)[: self.passages]
         readings = self.reader.read(question, [hit.chunk.text for hit in read])
-        found: list[Candidate] = []
+        spans: list[tuple[PassageHit, Reading, Span]] = []
         for hit, reading in zip(read, readings, strict=True):
             if reading is None:
                 continue
             chunk = hit.chunk
             start, end = _whole_words(chunk.text, reading.start, reading.end)
-            if start >= end:
-                continue
-            features = {"margin": reading.margin, "span": reading.span_score, "passage": hit.score}
+            if start < end:
+                spans.append(
+                    (
+                        hit,
+                        reading,
+                        Span(chunk.start + start, chunk.start + end, chunk.text[start:end]),
+                    )
+                )
+        passage_coverage = term_coverage(question, [hit.chunk.text for hit, _, _ in spans])
+        contexts = [sentence_context(hit.chunk, span.start, span.end) for hit, _, span in spans]
+        sentence_coverage = term_coverage(question, [context.text for context in contexts])
+        found: list[Candidate] = []
+        for (hit, reading, span), context, coverage, in_sentence in zip(
+            spans, contexts, passage_coverage, sentence_coverage, strict=True
+        ):
+            features = {
+                "margin": reading.margin,
+                "span": reading.span_score,
+                "passage": hit.score,
+                "coverage": coverage,
+                "sentence_coverage": in_sentence,
+            }
             found.append(
                 Candidate(
-                    article_id=chunk.article_id,
-                    start=chunk.start + start,
-                    end=chunk.start + end,
-                    text=chunk.text[start:end],
-                    context=sentence_context(chunk, chunk.start + start, chunk.start + end),
-                    passage=chunk,
+                    article_id=hit.chunk.article_id,
+                    start=span.start,
+                    end=span.end,
+                    text=span.text,
+                    context=context,
+                    passage=hit.chunk,
                     features=features,
                     score=self.calibration.probability(features),
                 )

@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering import Calibration, PassageHit, merge_duplicates, sentence_context
+from rag.answering import (
+    Calibration,
+    PassageHit,
+    merge_duplicates,
+    sentence_context,
+    term_coverage,
+)
 from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer
 from rag.reader.spans import Reading
 from records import Chunk
@@ -57,6 +63,24 @@ def test_a_span_cut_inside_a_word_is_widened_to_whole_words_and_keeps_its_senten
     assert candidate.context.text == "The bloc agreed to lend 35 billion euros."
     assert ARTICLE[candidate.context.start : candidate.context.end] == candidate.context.text
     assert candidate.features["margin"] == 3.0 and candidate.features["passage"] == 0.9
+
+
+def test_coverage_features_count_the_question_terms_in_the_passage_and_the_sentence() -> None:
+    passage = chunk(0, 0, 1)
+    reader = ScriptedReader({passage.text: ("35 billion euros", 2.0)})
+    [candidate] = answerer(reader).candidates(
+        "What did the leaders in Brussels lend Kyiv?", np.zeros(384), [hit(passage, 0.5)]
+    )
+    # terms: leader, brussel, lend, kyiv; the passage has three, the answer's sentence one
+    assert candidate.features["coverage"] == 0.75
+    assert candidate.features["sentence_coverage"] == 0.25
+
+
+def test_term_coverage_matches_stems_ignores_stop_words_and_case() -> None:
+    texts = ["The LEADERS were lending.", "Nothing here.", ""]
+    assert term_coverage("Which leader lends?", texts) == [1.0, 0.0, 0.0]
+    assert term_coverage("Who is it?", texts) == [0.0, 0.0, 0.0]  # only stop words
+    assert term_coverage("Which leader lends?", texts[:1], stopwords="en") == [2 / 3]  # "which"
 
 
 def test_the_same_words_read_in_two_overlapping_chunks_are_one_answer() -> None:
