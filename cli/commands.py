@@ -235,8 +235,18 @@ def evaluate(
         str | None, typer.Option(help="Evaluate a running service (POST {url}/ask).")
     ] = None,
     report_dir: Annotated[Path | None, typer.Option(help="Where reports go.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Build the indexes in this store: embedded or postgres (default: RAG_STORE). "
+            "postgres without RAG_DATABASE_URL starts a PostgreSQL of its own under "
+            "var/eval-cache/postgres for the run."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate answer quality: metrics table, JSON report and plots in eval/reports/."""
+    from contextlib import ExitStack
+
     import httpx
 
     from eval.datasets import DatasetError
@@ -255,8 +265,20 @@ def evaluate(
             calibrate=calibrate,
             report_dir=report_dir or defaults.report_dir,
         )
+        if store not in (None, "embedded", "postgres"):
+            raise EvalConfigError(f"unknown store {store!r}; choose from embedded, postgres")
+        settings = Settings()
+        settings = settings.model_copy(update={"store": store or settings.store})
         wide = Console(width=max(console.width, TABLE_WIDTH))
-        Evaluation(options, Settings(), wide).run()
+        with ExitStack() as servers:
+            if settings.store == "postgres" and not settings.database_url:
+                from index.postgres.local import LocalPostgres
+
+                server = LocalPostgres(defaults.cache_dir / "postgres")
+                server.start()
+                servers.callback(server.stop)
+                settings = settings.model_copy(update={"database_url": server.url()})
+            Evaluation(options, settings, wide).run()
     except (DatasetError, EvalConfigError, httpx.HTTPError) as error:
         errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None

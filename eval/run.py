@@ -369,7 +369,10 @@ class Evaluation:
         return VARIANTS[0].name
 
     def _settings(self) -> dict[str, Any]:
-        return self.settings.model_dump(mode="json", exclude={"api_key"})
+        # secrets out: the key, and database URLs (they may hold a password)
+        return self.settings.model_dump(
+            mode="json", exclude={"api_key", "database_url", "database_read_url"}
+        )
 
     @contextmanager
     def _progress(self) -> Iterator[Progress]:

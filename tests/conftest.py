@@ -1,8 +1,11 @@
-"""Shared fixtures: one real embedding model and one pipeline over the sample articles."""
+"""Shared fixtures: one real embedding model, one pipeline over the sample articles, and
+one PostgreSQL server for the session."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,21 @@ def writable_pipeline(sample_pipeline: Pipeline, embedder: Embedder, tmp_path: P
     index_dir = tmp_path / "sample-copy"
     shutil.copytree(sample_pipeline.settings.index_dir, index_dir, symlinks=True)
     return Pipeline.open(Settings(index_dir=index_dir), embedder)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A PostgreSQL 18 + pgvector server in a temporary directory, for the session
+    (durability settings off: a test server's data is thrown away)."""
+    try:
+        from index.postgres.local import FAST_UNSAFE, LocalPostgres, binaries
+
+        binaries()
+    except (ImportError, RuntimeError) as error:
+        pytest.skip(f"PostgreSQL tests need the dev extras: {error}")
+    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="rag-pg-")), settings=FAST_UNSAFE)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 
+from eval.harness import VariantResult
 from eval.run import EvalOptions, Evaluation
 from rag.settings import PROJECT_ROOT, Settings
 
@@ -67,3 +69,35 @@ def test_calibrated_in_process_run_writes_the_report(tmp_path: Path) -> None:
     for name in ("recall-at-k.png", "reliability.png", "abstention-trade-off.png"):
         assert (tmp_path / "reports" / name).stat().st_size > 0
     assert "sample / test" in console.export_text()
+
+
+def test_the_harness_runs_on_postgres_with_the_embedded_stores_results(
+    tmp_path: Path, postgres_server: object
+) -> None:
+    from index.postgres.local import LocalPostgres
+
+    assert isinstance(postgres_server, LocalPostgres)
+    options = EvalOptions(
+        sets=("sample",),
+        sample_path=_small_sample(tmp_path / "small.jsonl"),
+        variants=("reader",),
+        report_dir=tmp_path / "reports",
+        cache_dir=tmp_path / "cache",
+    )
+    console = Console(record=True, width=200)
+    embedded = Evaluation(options, Settings(), console).run()
+    on_postgres = Settings(store="postgres", database_url=postgres_server.url())
+    first = Evaluation(options, on_postgres, console).run()
+    again = Evaluation(options, on_postgres, console).run()  # reuses the database built
+
+    def quality(results: list[VariantResult]) -> list[dict[str, object]]:
+        return [
+            {k: v for k, v in asdict(r.metrics).items() if not k.startswith("latency")}
+            for r in results
+        ]
+
+    assert quality(first) == quality(embedded)
+    assert quality(again) == quality(first)
+    report = json.loads((tmp_path / "reports" / "eval-report.json").read_text())
+    assert report["settings"]["store"] == "postgres"
+    assert "database_url" not in report["settings"]  # it may hold a password

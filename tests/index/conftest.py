@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,24 +61,6 @@ def identity() -> StoreIdentity:
 StoreFactory = Callable[..., Store]
 """``make_store(identity=IDENTITY)``: another handle on this test's store (as another
 process would open it), for another model if ``identity`` says so."""
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[object]:
-    """A PostgreSQL 18 + pgvector server in a temporary directory, for the session
-    (durability settings off: a test server's data is thrown away)."""
-    try:
-        from index.postgres.local import FAST_UNSAFE, LocalPostgres, binaries
-
-        binaries()
-    except (ImportError, RuntimeError) as error:
-        pytest.skip(f"PostgreSQL tests need the dev extras: {error}")
-    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="rag-pg-")), settings=FAST_UNSAFE)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture
