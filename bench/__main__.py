@@ -1,6 +1,7 @@
 """``python -m bench [BENCH ...] [--tiny]``: run benchmarks, print a table, write JSON + PNG.
 
-Benchmarks: ingest, backends, scale, writes, http-writes, startup, http (default: all).
+Benchmarks: ingest, backends, scale, writes, http-writes, startup, http, topology (default:
+all).
 ``--tiny`` runs each on tiny inputs (the smoke test's mode: it checks that figures come
 out, not how fast).
 Absolute times drift on shared machines, so each bar compares two things measured in
@@ -18,13 +19,22 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import backends, http_writes, ingest, scale, service, writes
+from bench import backends, http_writes, ingest, scale, service, topology, writes
 from bench.common import NEWS_CSV, RESULTS_DIR, Report
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import EmbedBackend, Settings
 
-BENCHES = ("ingest", "backends", "scale", "writes", "http-writes", "startup", "http")
+BENCHES = (
+    "ingest",
+    "backends",
+    "scale",
+    "writes",
+    "http-writes",
+    "startup",
+    "http",
+    "topology",
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,10 @@ def run_http(report: Report, options: Options, console: Console) -> None:
         service.run_profile(report, index_dir, name)
 
 
+def run_topology(report: Report, options: Options, console: Console) -> None:
+    topology.run(report, options.work, tiny=options.tiny, log=console)
+
+
 RUNNERS: dict[str, Callable[[Report, Options, Console], None]] = {
     "ingest": run_ingest,
     "backends": run_backends,
@@ -115,6 +129,7 @@ RUNNERS: dict[str, Callable[[Report, Options, Console], None]] = {
     "http-writes": run_http_writes,
     "startup": run_startup,
     "http": run_http,
+    "topology": run_topology,
 }
 
 

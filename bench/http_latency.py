@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,28 +64,78 @@ def free_port() -> int:
         return port
 
 
+@dataclass
+class Served:
+    """A ``rag serve`` child process on a loopback port, logging to a file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Return once it answers ``/health/ready`` (its index loaded)."""
+        wait_until_healthy(self.url, self.process, "/health/ready", timeout_s)
+
+    def stop(self, timeout_s: float = 120.0) -> int:
+        """SIGTERM, then the exit code (SIGKILL if it does not exit in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def start_service(
+    log_dir: Path, index_dir: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Served:
+    """``rag serve ARGS...`` in a child process on a free loopback port over
+    ``index_dir``, with extra environment variables, logging to ``log_dir`` (not waited
+    for: see :meth:`Served.wait_ready`)."""
+    port = free_port()
+    log = log_dir / f"rag-serve-{port}.log"
+    environment = {
+        key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    environment.update({"RAG_INDEX_DIR": str(index_dir), **(env or {})})
+    command = [str(Path(sys.executable).with_name("rag")), "serve", "--host", "127.0.0.1"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), *args],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    return Served(f"http://127.0.0.1:{port}", process, log)
+
+
+def stop_services(services: Sequence[Served], show_log: bool = True) -> None:
+    """Stop the services still running (and print the tail of each one's log)."""
+    for served in services:
+        if served.process.poll() is None:
+            served.stop()
+        if show_log:
+            sys.stderr.write(f"--- {served.log.name} (tail)\n{served.log_text()[-3000:]}\n")
+
+
 @contextmanager
 def running_service(index_dir: Path, environment: dict[str, str] | None = None) -> Iterator[str]:
     """``rag serve`` in a child process on loopback (with these extra environment
-    variables); yields its base url."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **(environment or {}), "RAG_INDEX_DIR": str(index_dir)}
-    command = [str(Path(sys.executable).with_name("rag")), "serve", "--host", "127.0.0.1"]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    variables); yields its base url once it is ready (its log is printed if it fails)."""
+    with tempfile.TemporaryDirectory() as log_dir:
+        served = start_service(Path(log_dir), index_dir, env=environment)
+        failed = True
         try:
-            wait_until_healthy(url, process)
-            yield url
-        except BaseException:
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
-            raise
+            served.wait_ready()
+            yield served.url
+            failed = False
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_services([served], show_log=failed)
 
 
 def wait_until_healthy(

@@ -105,6 +105,33 @@ class LocalPostgres:
             run_as=run_as,
         )
 
+    def replica(self, directory: Path, settings: tuple[str, ...] = ()) -> LocalPostgres:
+        """A streaming replica of this running server, in ``directory`` (not started): its
+        data copied by ``pg_basebackup -R``, so that it starts as a hot standby that
+        follows this server (and reconnects by itself when this one restarts)."""
+        standby = LocalPostgres(directory, host=self.host, settings=settings, user=self.user)
+        directory.mkdir(parents=True, exist_ok=True)
+        standby.data.mkdir(mode=0o700, exist_ok=True)
+        standby.data.chmod(0o700)  # PostgreSQL refuses a data directory others can read
+        self._own(directory, standby.data)
+        self._run(
+            "pg_basebackup",
+            "-D",
+            str(standby.data),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            run_as=self._run_as(),
+        )
+        return standby
+
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast``: disconnect clients; ``immediate``: like a crash)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", run_as=self._run_as())

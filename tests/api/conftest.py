@@ -3,13 +3,8 @@ served by ``rag serve`` in a child process."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
-from bench.http_latency import free_port, wait_until_healthy
+from bench.http_latency import Served, start_service, stop_services
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -72,32 +67,6 @@ READY_TIMEOUT_S = 240.0
 busy 2-core machine)."""
 
 
-@dataclass
-class Served:
-    """A ``rag serve`` child process on a loopback port, logging to a file."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        wait_until_healthy(self.url, self.process, "/health/ready", timeout_s)
-
-    def stop(self, timeout_s: float = 120.0) -> int:
-        """SIGTERM, then the exit code (SIGKILL if it does not exit in time)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
 @pytest.fixture
 def sample_index_copy(sample_pipeline: Pipeline, tmp_path: Path) -> Path:
     """A private copy of the sample index directory (nothing opens it in this process)."""
@@ -113,31 +82,14 @@ def rag_serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     started: list[Served] = []
 
     def start(index_dir: Path, *args: str, env: Mapping[str, str] | None = None) -> Served:
-        port = free_port()
-        log = tmp_path / f"rag-serve-{port}.log"
-        environment = {
-            key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"
-        }
-        environment.update(
-            {"RAG_INDEX_DIR": str(index_dir), "RAG_TORCH_THREADS": "1", **(env or {})}
+        served = start_service(
+            tmp_path, index_dir, *args, env={"RAG_TORCH_THREADS": "1", **(env or {})}
         )
-        command = [str(Path(sys.executable).with_name("rag")), "serve", "--host", "127.0.0.1"]
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [*command, "--port", str(port), *args],
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        served = Served(f"http://127.0.0.1:{port}", process, log)
         started.append(served)
-        served.wait_ready()
+        served.wait_ready(READY_TIMEOUT_S)
         return served
 
     try:
         yield start
     finally:
-        for served in started:
-            if served.process.poll() is None:
-                served.stop()
-            sys.stderr.write(f"--- {served.log.name} (tail)\n{served.log_text()[-3000:]}\n")
+        stop_services(started)
