@@ -77,7 +77,8 @@ def run_ingest(report: Report, options: Options, console: Console) -> None:
     data = ingest.news_subset(options.articles, options.work, NEWS_CSV)
     console.print(f"ingest: {data.name}, torch backend")
     ingest.run_resume(report, settings, embedder, data, options.work)
-    ingest.run(report, settings, embedder, data, rounds=options.rounds)
+    best = ingest.run(report, settings, embedder, data, rounds=options.rounds)
+    ingest.run_postgres(report, settings, embedder, data, best)
 
 
 def run_backends(report: Report, options: Options, console: Console) -> None:

@@ -149,6 +149,42 @@ def _bare_round(embedder: Embedder, best: Timings) -> None:
     best.bare_s = min(best.bare_s, timed(lambda: bare_encode(embedder, best.texts)))
 
 
+POSTGRES_RATIO_FLOOR = 0.8
+
+
+def run_postgres(
+    report: Report, settings: Settings, embedder: TimedEmbedder, data: Path, best: Timings
+) -> None:
+    """The same ingest into PostgreSQL (a server of its own, with its durable defaults,
+    in a scratch folder), against the bare encoder time of :func:`run`."""
+    import psycopg
+
+    from index.postgres.local import LocalPostgres
+
+    server = LocalPostgres(settings.index_dir.with_name("ingest-postgres"))
+    server.start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE ingest")
+        pipeline = Pipeline(
+            settings.model_copy(update={"store": "postgres", "database_url": server.url("ingest")}),
+            embedder,
+        )
+        seconds = timed(lambda: pipeline.ingest([data]))
+        pipeline.close()
+    finally:
+        server.remove()
+    report.add(
+        ratio_figure(
+            BENCH,
+            f"pipeline on PostgreSQL / bare encoder ({embedder.backend}, {best.articles} articles)",
+            best.bare_s / seconds,
+            POSTGRES_RATIO_FLOOR,
+            note=f"one round, {seconds:.1f} s; the bare encoder's best of the rounds above",
+        )
+    )
+
+
 def run_resume(
     report: Report, settings: Settings, embedder: Embedder, data: Path, work: Path
 ) -> None:
