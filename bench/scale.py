@@ -441,7 +441,7 @@ def run(report: Report, work: Path, *, chunks: int, log: Console) -> None:
     rowids = np.arange(1, chunks + 1)  # SQLite numbers the rows of a new table from 1
     recall = {
         q.kind: {
-            n: _recall(f, rowids[exact_top(vectors, q.vectors, 10)])
+            n: recall_at_10(f, rowids[exact_top(vectors, q.vectors, 10)])
             for n, f in measured.found[q.kind].items()
         }
         for q in kinds
@@ -473,7 +473,7 @@ def _disk(store: Path) -> dict[str, int]:
     }
 
 
-def _recall(found: list[list[int]], exact: npt.NDArray[np.int64]) -> float:
+def recall_at_10(found: list[list[int]], exact: npt.NDArray[np.int64]) -> float:
     """Mean share of the exact top 10 that the search found."""
     hits = [len(set(f) & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)]
     return float(np.mean(hits))

@@ -1,0 +1,171 @@
+"""The PostgreSQL store's vector index at scale: pgvector HNSW over ``halfvec`` with the
+store's own parameters (``m``, ``ef_construction``, ``ef_search``), a million synthetic
+chunk vectors by default, recall@10 against exact search and search latency.
+
+The vectors and queries are those of ``bench/scale.py`` (drawn around real embeddings of
+news chunks; queries near indexed topics and around held-out ones). They go into a table
+of ids and vectors only, loaded by binary ``COPY`` and indexed after: the store's write
+path also keeps BM25 postings, whose cost is not what this measures. Each search is the
+store's query (``ORDER BY embedding <#> query LIMIT 10``) on one connection.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from rich.console import Console
+
+from bench.common import Figure, Report, p50, timed
+from bench.scale import (
+    QUERIES,
+    Queries,
+    Synthesiser,
+    drawn_queries,
+    exact_top,
+    news_articles,
+    real_topics,
+    recall_at_10,
+    short_queries,
+)
+from index.postgres.local import LocalPostgres
+from index.postgres.schema import HNSW_EF_CONSTRUCTION, HNSW_M
+from index.postgres.store import EF_SEARCH
+from rag.embedding import Embedder
+from rag.settings import Settings
+
+BENCH = "hnsw"
+RECALL_BAR = 0.95
+COPY_ROWS = 50_000
+"""Rows per binary COPY block."""
+SERVER_SETTINGS = ("maintenance_work_mem=3GB", "max_parallel_maintenance_workers=1")
+"""Enough memory to build a million-vector graph without spilling (about 1.5 GB), and
+one worker beside the leader: two cores."""
+
+
+def copy_rows(ids: np.ndarray, vectors: np.ndarray) -> bytes:
+    """Rows ``(id bigint, embedding halfvec)`` in PostgreSQL's binary COPY tuple format
+    (big-endian; a halfvec is its dimension, a reserved int16, then IEEE half floats)."""
+    dimension = vectors.shape[1]
+    row = np.dtype(
+        [
+            ("fields", ">i2"),
+            ("id_size", ">i4"),
+            ("id", ">i8"),
+            ("vector_size", ">i4"),
+            ("dimension", ">i2"),
+            ("unused", ">i2"),
+            ("values", ">f2", (dimension,)),
+        ]
+    )
+    rows = np.zeros(len(ids), dtype=row)
+    rows["fields"] = 2
+    rows["id_size"] = 8
+    rows["id"] = ids
+    rows["vector_size"] = 4 + 2 * dimension
+    rows["dimension"] = dimension
+    rows["values"] = vectors.astype(np.float16)
+    return rows.tobytes()
+
+
+def run(report: Report, work: Path, *, chunks: int, log: Console) -> None:
+    """Load ``chunks`` synthetic vectors into PostgreSQL, build the HNSW index, then
+    search it with each kind of query; recall against exact search over the same
+    float16 vectors."""
+    embedder = Embedder.from_settings(Settings(embed_backend="onnx-int8"))
+    centres = 20 if chunks < 50_000 else 400
+    articles = news_articles(centres + centres // 4)
+    topics = real_topics(embedder, articles[:centres], log, "topic centres")
+    held_out = real_topics(embedder, articles[centres:], log, "held-out topics")
+    synth = Synthesiser(topics, seed=0)
+    kinds: list[Queries] = [
+        drawn_queries(synth, QUERIES, "synthetic", "held-out draws of the synthetic distribution"),
+        short_queries(embedder, topics, QUERIES, 1, "short", "12-word windows of the centres"),
+        drawn_queries(Synthesiser(held_out, seed=2), QUERIES, "held-out topics", "other articles"),
+        short_queries(embedder, held_out, QUERIES, 3, "held-out short", "windows of others"),
+    ]
+    log.print(f"{BENCH}: drawing {chunks:,} synthetic vectors")
+    vectors = np.concatenate(
+        [synth.draw(min(100_000, chunks - start))[0] for start in range(0, chunks, 100_000)]
+    ).astype(np.float16)
+    server = LocalPostgres(work / "hnsw-postgres", settings=SERVER_SETTINGS)
+    server.start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            connection.execute(
+                f"CREATE TABLE vectors (id bigint, embedding halfvec({vectors.shape[1]}))".encode()
+            )
+            log.print(f"{BENCH}: loading by binary COPY")
+            load_s = timed(lambda: _load(connection, vectors))
+            log.print(
+                f"{BENCH}: building the HNSW index (m {HNSW_M}, ef_construction "
+                f"{HNSW_EF_CONSTRUCTION})"
+            )
+            build_s = timed(
+                lambda: connection.execute(
+                    "CREATE INDEX ON vectors USING hnsw (embedding halfvec_ip_ops)"
+                    f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})".encode()
+                )
+            )
+            connection.execute(f"SET hnsw.ef_search = {EF_SEARCH}".encode())
+            exact_vectors = vectors.astype(np.float32)
+            for queries in kinds:
+                found, latencies = _search(connection, queries)
+                exact = exact_top(exact_vectors, queries.vectors, 10)
+                recall = recall_at_10(found, exact)
+                report.add(
+                    Figure(
+                        BENCH,
+                        f"recall@10 vs exact, {queries.kind} queries ({chunks:,} vectors)",
+                        recall,
+                        "",
+                        f">= {RECALL_BAR:g}",
+                        recall >= RECALL_BAR,
+                        f"ef_search {EF_SEARCH}; {queries.about}",
+                    )
+                )
+                report.add(
+                    Figure(BENCH, f"search p50, {queries.kind} queries", p50(latencies), "ms")
+                )
+    finally:
+        server.remove()
+    report.add(Figure(BENCH, f"load by COPY ({chunks:,} vectors)", load_s, "s"))
+    report.add(
+        Figure(
+            BENCH,
+            f"HNSW build ({chunks:,} vectors)",
+            build_s,
+            "s",
+            note=f"m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}, 2 cores",
+        )
+    )
+
+
+def _load(connection: psycopg.Connection[Any], vectors: np.ndarray) -> None:
+    with connection.cursor().copy(
+        "COPY vectors (id, embedding) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))  # signature, flags, header extension
+        for start in range(0, len(vectors), COPY_ROWS):
+            block = vectors[start : start + COPY_ROWS]
+            copy.write(copy_rows(np.arange(start, start + len(block)), block))
+        copy.write(b"\xff\xff")  # end of data
+
+
+def _search(
+    connection: psycopg.Connection[Any], queries: Queries
+) -> tuple[list[list[int]], list[float]]:
+    found, latencies = [], []
+    for vector in queries.vectors:
+        text = "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
+        started = time.perf_counter()
+        rows = connection.execute(
+            "SELECT id FROM vectors ORDER BY embedding <#> %s::halfvec LIMIT 10", (text,)
+        ).fetchall()
+        latencies.append((time.perf_counter() - started) * 1000)
+        found.append([int(row[0]) for row in rows])
+    return found, latencies
