@@ -335,6 +335,12 @@ def train_reader(
     if missing:
         errors.print(f"[red]error:[/red] no such training file: {escape(', '.join(missing))}")
         raise typer.Exit(2)
+    if output.resolve() == (work_dir / "trained").resolve():
+        errors.print(
+            f"[red]error:[/red] --output {escape(str(output))} is where the work directory keeps "
+            "the trained weights; ship the reader elsewhere"
+        )
+        raise typer.Exit(2)
     settings = Settings()
     config = ReaderTrainConfig(
         data_files=tuple(str(path.resolve()) for path in files),

@@ -86,3 +86,11 @@ def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
     assert "no such training file" in result.output and "nowhere.json" in result.output
     no_base = CliRunner().invoke(app, ["train-reader", "--base", str(tmp_path)])
     assert no_base.exit_code == 2 and "config.json" in no_base.output
+
+
+def test_shipping_over_the_work_directorys_weights_is_refused(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    clash = ["train-reader", "--work-dir", str(work), "--output", str(work / "trained")]
+    result = CliRunner().invoke(app, clash)
+    assert result.exit_code == 2 and "ship the reader elsewhere" in result.output
+    assert not work.exists()
