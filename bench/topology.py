@@ -45,6 +45,9 @@ PRIMARY_SETTINGS = ("fsync=off",)
 """Every commit is written to the server's WAL before it returns (``synchronous_commit``
 stays on), so a crash of the server loses nothing committed; ``fsync=off`` only gives up
 durability against a crash of the machine, which a benchmark does not need."""
+PRIMARY_DOWN_S = 8.0
+"""How long a crashed primary stays down: longer than the services' connect timeout (5 s),
+so that requests in the window are refused (503) rather than kept waiting until it is back."""
 REPLICA_SETTINGS = ("wal_retrieve_retry_interval=1s",)
 """The replica retries a lost primary every second (PostgreSQL's default is 5 s)."""
 
@@ -273,7 +276,7 @@ def run(report: Report, work: Path, *, tiny: bool, log: Console) -> None:
         with asking(services, clients) as outcomes:
             topology.add(news_article(writes))
             time.sleep(1)
-            recovery = restart_primary(topology, down_s=2.0, timeout_s=60)
+            recovery = restart_primary(topology, down_s=PRIMARY_DOWN_S, timeout_s=60)
             time.sleep(1)
         committed = [f"harbour-report-{number}" for number in range(writes + 1)]
         lost = sum(

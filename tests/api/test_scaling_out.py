@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bench.topology import Topology, asking, news_article, restart_primary, running_topology
+from bench.topology import (
+    PRIMARY_DOWN_S,
+    Topology,
+    asking,
+    news_article,
+    restart_primary,
+    running_topology,
+)
 
 VISIBLE_WITHIN_S = 2.0
 RECOVERY_TIMEOUT_S = 60.0
@@ -48,7 +55,7 @@ def test_a_primary_crash_under_8_clients_gets_503s_loses_no_commit_and_heals_by_
     [reader] = topology.readers
     with asking({"writer": topology.writer, "reader": reader}, CLIENTS) as outcomes:
         topology.add(news_article(1))  # committed before the crash
-        restart_primary(topology, down_s=2.0, timeout_s=RECOVERY_TIMEOUT_S)
+        restart_primary(topology, down_s=PRIMARY_DOWN_S, timeout_s=RECOVERY_TIMEOUT_S)
         time.sleep(0.5)
 
     # the writer reads the primary: refused with a readable 503 while it was down, then

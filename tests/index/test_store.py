@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -282,7 +283,9 @@ def kill_after_some_commits(process: subprocess.Popen[str], rng: random.Random) 
     process.send_signal(signal.SIGKILL)
     process.wait()
     lines += process.stdout.read().splitlines()
-    last = max(int(line.split()[1]) for line in lines if line.startswith("committed"))
+    # a line cut short by the kill is no report (its commit counts as the one in flight)
+    reported = [re.fullmatch(r"committed (\d+)", line.strip()) for line in lines]
+    last = max(int(match[1]) for match in reported if match)
     return last, lines[-1].startswith("merging")
 
 
