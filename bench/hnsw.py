@@ -34,7 +34,7 @@ from bench.scale import (
 )
 from index.postgres.local import LocalPostgres
 from index.postgres.schema import HNSW_EF_CONSTRUCTION, HNSW_M
-from index.postgres.store import EF_SEARCH
+from index.postgres.store import EF_SEARCH, halfvec_text
 from rag.embedding import Embedder
 from rag.settings import Settings
 
@@ -165,7 +165,7 @@ def _search(
 ) -> tuple[list[list[int]], list[float]]:
     found, latencies = [], []
     for vector in queries.vectors:
-        text = "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
+        text = halfvec_text(vector)
         started = time.perf_counter()
         rows = connection.execute(
             "SELECT id FROM vectors ORDER BY embedding <#> %s::halfvec LIMIT 10", (text,)

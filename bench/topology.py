@@ -198,7 +198,9 @@ def questions_per_second(services: list[Served], requests: int, clients: int) ->
         service = services[client_number % len(services)]
         with httpx.Client(base_url=service.url, timeout=60) as client:
             for number in range(client_number, requests, clients):
-                response = client.post("/ask", json={"question": QUESTIONS[number % 5]})
+                response = client.post(
+                    "/ask", json={"question": QUESTIONS[number % len(QUESTIONS)]}
+                )
                 response.raise_for_status()
 
     started = time.perf_counter()

@@ -371,7 +371,7 @@ class PostgresWriter:
                             chunk.start,
                             chunk.end,
                             _int_array(chunk.sentences),
-                            _halfvec_text(vector),
+                            halfvec_text(vector),
                             codes,
                             scales,
                             "{" + ",".join(str(ids[t]) for t in terms) + "}",
@@ -856,7 +856,7 @@ def _vector_text(vector: Vectors) -> str:
     return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).ravel().tolist())) + "]"
 
 
-def _halfvec_text(vector: Vectors) -> str:
+def halfvec_text(vector: Vectors) -> str:
     """A vector rounded to float16 (as the embedded store keeps it), in text form."""
     values = np.asarray(vector, dtype=np.float16).ravel().astype(np.float32).tolist()
     return "[" + ",".join(map(repr, values)) + "]"
