@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from index.filters import SQLITE, filter_condition
 from records import Article, ArticleFilter, Chunk
 
 _SCHEMA = """
@@ -59,7 +60,8 @@ PAGE_SIZE = 16_384
 and leave a third empty; 16 KiB pages leave little."""
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """The write-ahead log is truncated back to this after a checkpoint."""
-_ARTICLE_COLUMNS = "a.id, a.title, a.text, a.url, a.source, a.published, a.dateline, a.content_hash"
+ARTICLE_COLUMNS = "a.id, a.title, a.text, a.url, a.source, a.published, a.dateline, a.content_hash"
+"""An article's columns (of ``articles a``) in the order :func:`article_from_row` reads."""
 _CHUNK_TEXT = 'substr(a.text, c.start + 1, c."end" - c.start)'
 _CHUNK_COLUMNS = f'c.rowid, c.article_id, c.ordinal, c.start, c."end", {_CHUNK_TEXT}, c.sentences'
 _FROM_CHUNKS = "FROM chunks c JOIN articles a ON a.id = c.article_id"
@@ -329,30 +331,13 @@ class RecordStore:
 
     def chunk_rowids(self, where: ArticleFilter) -> set[int]:
         """Row ids of the chunks whose article passes the filter."""
-        clauses, params = [], []
-        if where.source is not None:
-            clauses.append("a.source = ?")
-            params.append(where.source)
-        if where.published_after is not None:
-            clauses.append("a.published >= ?")
-            params.append(where.published_after)
-        if where.published_before is not None:
-            clauses.append("a.published <= ?")
-            params.append(where.published_before)
-        if where.article_ids is not None:
-            clauses.append(f"a.id IN ({','.join('?' * len(where.article_ids))})")
-            params.extend(where.article_ids)
-        if where.excluded_article_ids is not None:
-            clauses.append(f"a.id NOT IN ({','.join('?' * len(where.excluded_article_ids))})")
-            params.extend(where.excluded_article_ids)
-        sql = f"SELECT c.rowid {_FROM_CHUNKS}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
+        condition, params = filter_condition(where, SQLITE)
+        sql = f"SELECT c.rowid {_FROM_CHUNKS}{condition}"
         return {row[0] for row in self.connection.execute(sql, params)}
 
     def _articles(self, tail: str, params: tuple[object, ...]) -> list[tuple[Article, int]]:
         sql = (
-            f"SELECT {_ARTICLE_COLUMNS},"
+            f"SELECT {ARTICLE_COLUMNS},"
             " (SELECT COUNT(*) FROM chunks c WHERE c.article_id = a.id)"
             f" FROM articles a {tail}"
         )
@@ -383,7 +368,7 @@ def read_articles(path: Path) -> list[Article]:
         if rows != ["ok"]:
             raise sqlite3.DatabaseError(f"{path}: {rows[0]}")
         found = connection.execute(
-            f"SELECT {_ARTICLE_COLUMNS} FROM articles a ORDER BY a.added_at, a.rowid"
+            f"SELECT {ARTICLE_COLUMNS} FROM articles a ORDER BY a.added_at, a.rowid"
         )
         return [article_from_row(row) for row in found]
     finally:

@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from index.filters import POSTGRES, filter_condition
 from index.lexical import BM25_B, BM25_K1, tokenize
 from index.postgres.schema import (
     HNSW_EF_CONSTRUCTION,
@@ -42,7 +43,13 @@ from index.postgres.schema import (
     set_embedding_dimension,
 )
 from index.protocol import IndexStoreError, NewArticle, RowIds, StoreIdentity, Vectors
-from index.records import StoredChunk, dequantise, quantise
+from index.records import (
+    ARTICLE_COLUMNS,
+    StoredChunk,
+    article_from_row,
+    dequantise,
+    quantise,
+)
 from records import Article, ArticleFilter, Chunk
 
 WRITE_LOCK = 0x6E6577737161_0002
@@ -56,7 +63,6 @@ synthetic chunks (``python -m bench hnsw``, m 16, ef_construction 64): recall@10
 exact search .90 / .57 / .54 / .39 at 100 for the bench's four kinds of queries, .96 / .80
 / .79 / .68 at 400, for 11 ms a search instead of 4 (the reader takes about 80)."""
 CONNECT_TIMEOUT_S = 5.0
-_ARTICLE_COLUMNS = "a.id, a.title, a.text, a.url, a.source, a.published, a.dateline, a.content_hash"
 _CHUNK_COLUMNS = (
     "c.rowid, c.article_id, c.ordinal, c.start_offset, c.end_offset,"
     " substr(a.text, c.start_offset + 1, c.end_offset - c.start_offset), c.sentences"
@@ -234,26 +240,8 @@ class PostgresView:
 
     def chunk_rowids(self, where: ArticleFilter) -> set[int]:
         """Row ids of the chunks whose article passes the filter."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.source is not None:
-            clauses.append("a.source = %s")
-            params.append(where.source)
-        if where.published_after is not None:
-            clauses.append('a.published COLLATE "C" >= %s')
-            params.append(where.published_after)
-        if where.published_before is not None:
-            clauses.append('a.published COLLATE "C" <= %s')
-            params.append(where.published_before)
-        if where.article_ids is not None:
-            clauses.append("a.id = ANY(%s::text[])")
-            params.append(list(where.article_ids))
-        if where.excluded_article_ids is not None:
-            clauses.append("NOT (a.id = ANY(%s::text[]))")
-            params.append(list(where.excluded_article_ids))
-        sql = f"SELECT c.rowid {_FROM_CHUNKS}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
+        condition, params = filter_condition(where, POSTGRES)
+        sql = f"SELECT c.rowid {_FROM_CHUNKS}{condition}"
         with self.store.reading() as connection:
             return {int(row[0]) for row in connection.execute(sql.encode(), params)}
 
@@ -265,12 +253,12 @@ class PostgresView:
         """Articles in the order they were added, each with its chunk count."""
         with self.store.reading() as connection:
             rows = connection.execute(
-                f"SELECT {_ARTICLE_COLUMNS},"
+                f"SELECT {ARTICLE_COLUMNS},"
                 " (SELECT count(*) FROM chunks c WHERE c.article_id = a.id)"
                 " FROM articles a ORDER BY a.position LIMIT %s OFFSET %s",
                 (None if limit < 0 else limit, max(offset, 0)),
             ).fetchall()
-        return [(_article_from_row(row), int(row[8])) for row in rows]
+        return [(article_from_row(row), int(row[8])) for row in rows]
 
     def description(self) -> dict[str, Any]:
         store = self.store
@@ -706,9 +694,9 @@ class PostgresStore:
         with self._primary_connection() as connection, connection.transaction():
             connection.execute("SET LOCAL statement_timeout = 0")  # the whole corpus
             rows = connection.execute(
-                f"SELECT {_ARTICLE_COLUMNS} FROM articles a ORDER BY a.position"
+                f"SELECT {ARTICLE_COLUMNS} FROM articles a ORDER BY a.position"
             ).fetchall()
-        return [_article_from_row(row) for row in rows]
+        return [article_from_row(row) for row in rows]
 
     def check(self) -> list[str]:
         """Consistency problems between the counts, statistics and rows (empty when
@@ -827,22 +815,9 @@ def _check_item(item: NewArticle) -> None:
 
 def _article(connection: Connection, condition: str, value: str) -> Article | None:
     row = connection.execute(
-        f"SELECT {_ARTICLE_COLUMNS} FROM articles a WHERE {condition}".encode(), (value,)
+        f"SELECT {ARTICLE_COLUMNS} FROM articles a WHERE {condition}".encode(), (value,)
     ).fetchone()
-    return None if row is None else _article_from_row(row)
-
-
-def _article_from_row(row: Sequence[Any]) -> Article:
-    return Article(
-        id=row[0],
-        title=row[1],
-        text=row[2],
-        url=row[3],
-        source=row[4],
-        published=row[5],
-        dateline=row[6],
-        content_hash=row[7],
-    )
+    return None if row is None else article_from_row(row)
 
 
 def _stored_chunk(row: Sequence[Any]) -> StoredChunk:

@@ -5,45 +5,17 @@ and a ``store`` fixture run once per store."""
 from __future__ import annotations
 
 import contextlib
-import random
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from index.protocol import IndexStoreError, NewArticle, Store, StoreIdentity
 from index.store import EmbeddedStore, MergePolicy
-from rag.articles import create_article
-from records import Chunk
+from tests.index.articles import IDENTITY, new_article
 
-DIM = 8
-IDENTITY = StoreIdentity("m", DIM, "torch", "float32")
 STORE_KINDS = ("embedded", "postgres")
-WORDS = ["harbour", "port", "ferry", "minister", "aid", "euros"]
-WORDS += ["billion", "talks", "storm", "flood", "bridge", "vote"]
-
-
-def new_article(n: int, chunks: int = 2, source: str | None = None) -> NewArticle:
-    """Article ``n`` (id ``a0000n``): ``chunks`` one-sentence chunks of seeded words,
-    with seeded unit vectors (the sentence vector of each is its chunk's)."""
-    rng = random.Random(n)
-    sentences = [
-        " ".join(rng.choices(WORDS, k=6)).capitalize() + f" number {n}." for _ in range(chunks)
-    ]
-    published = f"2024-01-{n % 28 + 1:02d}"
-    article = create_article(
-        f"Title {n}", "\n".join(sentences), id=f"a{n:05d}", source=source, published=published
-    )
-    spans, start = [], 0
-    for ordinal, sentence in enumerate(sentences):
-        end = start + len(sentence)
-        spans.append(Chunk(article.id, ordinal, start, end, sentence, ((start, end),)))
-        start = end + 1
-    vectors = np.random.default_rng(n).standard_normal((chunks, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return NewArticle(article, spans, vectors, [vectors[i : i + 1] for i in range(chunks)])
 
 
 @pytest.fixture

@@ -183,7 +183,7 @@ def test_dense_search_uses_the_hnsw_index_above_the_exact_threshold(
 CHILD = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from conftest import IDENTITY, new_article
+from tests.index.articles import IDENTITY, new_article
 from index.postgres import PostgresStore
 
 store = PostgresStore(sys.argv[1], IDENTITY)
@@ -207,7 +207,7 @@ def test_sigkill_keeps_exactly_the_committed_writes(
     store = PostgresStore(database_url, identity)
     for _ in range(3):
         child = subprocess.Popen(
-            [sys.executable, str(script), database_url, str(Path(__file__).parent)],
+            [sys.executable, str(script), database_url, str(Path(__file__).parents[2])],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -17,45 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.protocol import IndexStoreError, NewArticle, StoreIdentity
+from index.protocol import IndexStoreError, StoreIdentity
 from index.store import EmbeddedStore, MergePolicy
-from rag.articles import create_article
-from records import Chunk
+from tests.index.articles import DIM, IDENTITY, new_article
 
-DIM = 8
-IDENTITY = StoreIdentity("m", DIM, "torch", "float32")
 NEVER = MergePolicy(min_changes=10**9)
-WORDS = [
-    "harbour",
-    "port",
-    "ferry",
-    "minister",
-    "aid",
-    "euros",
-    "billion",
-    "talks",
-    "storm",
-    "flood",
-    "bridge",
-    "vote",
-]
-
-
-def new_article(n: int, chunks: int = 2) -> NewArticle:
-    """Article ``n``: ``chunks`` one-sentence chunks with seeded vectors and words."""
-    rng = random.Random(n)
-    sentences = [
-        " ".join(rng.choices(WORDS, k=6)).capitalize() + f" number {n}." for _ in range(chunks)
-    ]
-    article = create_article(f"Title {n}", "\n".join(sentences), id=f"a{n:05d}")
-    spans, start = [], 0
-    for ordinal, sentence in enumerate(sentences):
-        end = start + len(sentence)
-        spans.append(Chunk(article.id, ordinal, start, end, sentence, ((start, end),)))
-        start = end + 1
-    vectors = np.random.default_rng(n).standard_normal((chunks, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return NewArticle(article, spans, vectors, [vectors[i : i + 1] for i in range(chunks)])
 
 
 def stored_ids(store: EmbeddedStore) -> list[str]:
@@ -214,7 +180,7 @@ import sys, time
 from pathlib import Path
 from index.store import EmbeddedStore, MergePolicy
 sys.path.insert(0, sys.argv[3])
-from test_store import IDENTITY, new_article
+from tests.index.articles import IDENTITY, new_article
 
 directory, mode = Path(sys.argv[1]), sys.argv[2]
 store = EmbeddedStore(directory, IDENTITY, MergePolicy(min_changes=10**9))
@@ -265,7 +231,7 @@ def run_child(tmp_path: Path, mode: str, *extra: str) -> subprocess.Popen[str]:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     process = subprocess.Popen(
-        [sys.executable, script, tmp_path / "index", mode, Path(__file__).parent, *extra],
+        [sys.executable, script, tmp_path / "index", mode, Path(__file__).parents[2], *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
