@@ -149,7 +149,9 @@ class Evaluation:
             raise DatasetError(f"reader training record not found: {record_path}")
         config = json.loads(record_path.read_text())["config"]
         files = [SHARED_DATA / "squadshifts" / Path(path).name for path in config["data_files"]]
-        return load_held_out(files, config["dev_fraction"], config["seed"])
+        # the trainer splits by split_seed (records from before it was recorded: seed)
+        split_seed = config.get("split_seed", config["seed"])
+        return load_held_out(files, config["dev_fraction"], split_seed)
 
     def splits(
         self, name: SetName, questions: QuestionSet, removal: bool = False

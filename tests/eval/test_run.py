@@ -7,11 +7,16 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from eval.harness import VariantResult
-from eval.run import EvalOptions, Evaluation
+from eval.run import SHARED_DATA, EvalOptions, Evaluation
+from rag.reader.model import TRAINING_RECORD
 from rag.settings import PROJECT_ROOT, Settings
+from training.reader import ReaderTrainConfig, _split
+
+SHIFTS = SHARED_DATA / "squadshifts" / "new_wiki_v1.0.json"
 
 
 def _small_sample(path: Path) -> Path:
@@ -101,3 +106,21 @@ def test_the_harness_runs_on_postgres_with_the_embedded_stores_results(
     report = json.loads((tmp_path / "reports" / "eval-report.json").read_text())
     assert report["settings"]["store"] == "postgres"
     assert "database_url" not in report["settings"]  # it may hold a password
+
+
+@pytest.mark.skipif(not SHIFTS.is_file(), reason=f"training data not found: {SHIFTS}")
+def test_the_held_out_set_is_the_readers_dev_split_never_its_training_data(
+    tmp_path: Path,
+) -> None:
+    # a continued run: its data order is seeded anew, its dev split is its base's
+    config = ReaderTrainConfig(
+        data_files=(str(SHIFTS),), base_model="unused", seed=14, split_seed=13
+    )
+    (tmp_path / TRAINING_RECORD).write_text(json.dumps({"config": asdict(config)}))
+    settings = Settings().model_copy(update={"reader_path": tmp_path})
+    held_out = Evaluation(EvalOptions(sets=("shifts",)), settings, Console()).question_set("shifts")
+
+    train, dev = _split(config)
+    asked = {example.id for example in held_out.examples}
+    assert asked.isdisjoint(qa.id for qa in train)
+    assert {qa.id for qa in dev} <= asked
