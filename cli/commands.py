@@ -206,7 +206,8 @@ def evaluate(
             "--set",
             help="Question sets: sample, squad (one article per Wikipedia article), "
             "squad-paragraphs (one per paragraph), shifts (the reader's held-out "
-            "SQuADShifts articles); default: all.",
+            "SQuADShifts articles), nyt (SQuADShifts' New York Times articles, fetched "
+            "from PyPI on first use: 358 MB); default: all but nyt.",
         ),
     ] = None,
     limit: Annotated[
@@ -219,7 +220,13 @@ def evaluate(
     squad_path: Annotated[
         Path | None, typer.Option(help="A file in the SQuAD JSON layout (default: ../shared).")
     ] = None,
-    squad_split: Annotated[str, typer.Option(help="SQuAD half to report: dev or test.")] = "test",
+    nyt_path: Annotated[
+        Path | None,
+        typer.Option(help="The SQuADShifts NYT file (default: fetched into var/eval-cache)."),
+    ] = None,
+    squad_split: Annotated[
+        str, typer.Option(help="SQuAD (and NYT) half to report: dev or test.")
+    ] = "test",
     variants: Annotated[
         list[str] | None,
         typer.Option("--variant", help="Ablation variants to run (default: all)."),
@@ -258,6 +265,7 @@ def evaluate(
         options = EvalOptions(
             sets=tuple(sets or defaults.sets),
             squad_path=squad_path or defaults.squad_path,
+            nyt_path=nyt_path,
             squad_split=squad_split,
             limit=None if all_questions else limit,
             variants=tuple(variants or defaults.variants),

@@ -17,6 +17,9 @@ from records import Article
 
 SPLITS = ("dev", "test")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_NEWS_URL = re.compile(
+    r"^https?://[^/]+/(?:(\d{4})/(\d{2})/(\d{2})/)?(?:[^/]+/)*([^/]+?)(?:\.html?)?/?$"
+)
 
 
 class DatasetError(ValueError):
@@ -108,24 +111,24 @@ def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> Questio
     examples: list[Example] = []
     for position, entry in enumerate(entries):
         try:
-            title = str(entry["title"])
+            raw_title = str(entry["title"])
+            title, url, published = _squad_title(raw_title)
             paragraphs = entry["paragraphs"]
-            article_id = _ID_UNSAFE.sub("-", title)[:120] or f"article-{position}"
+            article_id = _ID_UNSAFE.sub("-", raw_title)[:120] or f"article-{position}"
+            about = {"url": url, "published": published, "source": path.name}
             if by_paragraph:
                 for number, paragraph in enumerate(paragraphs, start=1):
                     articles.append(
                         create_article(
-                            f"{title.replace('_', ' ')} ({number})",
+                            f"{title} ({number})",
                             paragraph["context"].strip(),
                             id=f"{article_id}-{number}",
-                            source=path.name,
+                            **about,
                         )
                     )
             else:
                 body = "\n\n".join(p["context"].strip() for p in paragraphs)
-                articles.append(
-                    create_article(title.replace("_", " "), body, id=article_id, source=path.name)
-                )
+                articles.append(create_article(title, body, id=article_id, **about))
             for number, paragraph in enumerate(paragraphs, start=1):
                 for qa in paragraph["qas"]:
                     examples.append(
@@ -143,6 +146,19 @@ def load_squad(path: Path, seed: int = 0, by_paragraph: bool = False) -> Questio
             raise DatasetError(f"{path}: article {position} is malformed ({error})") from None
     name = f"{path.stem}-paragraphs" if by_paragraph else path.stem
     return QuestionSet(name, tuple(examples), tuple(articles), _digest(text + str(by_paragraph)))
+
+
+def _squad_title(title: str) -> tuple[str, str | None, str | None]:
+    """A SQuAD-layout article's title, URL and publication date: Wikipedia titles are
+    names (``Super_Bowl_50``); SQuADShifts' NYT titles are the article's URL, whose last
+    segment names it and whose path may hold its date."""
+    found = _NEWS_URL.match(title)
+    if found is None:
+        return title.replace("_", " "), None, None
+    year, month, day, slug = found.groups()
+    name = slug.replace("-", " ").replace("_", " ").strip()
+    published = f"{year}-{month}-{day}" if year else None
+    return (name[:1].upper() + name[1:]) or title, title, published
 
 
 def with_removal(questions: QuestionSet, whole: QuestionSet | None = None) -> QuestionSet:

