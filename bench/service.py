@@ -24,7 +24,7 @@ HTTP = "http"
 STARTUP_BAR_S = 5.0
 LATENCY_CEILING = 6.0
 """Most ``/ask`` may cost over the bare question encoder: the span reader reads the best
-five passages (about five 256-token windows) on top of encoding the question."""
+four passages (about four 256-token windows) on top of encoding the question."""
 STARTS = 3
 QUESTIONS = (
     "What aid did Macron commit?",

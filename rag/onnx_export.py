@@ -20,7 +20,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -186,10 +186,13 @@ def _optimise(source: Path, target: Path, heads: int, hidden: int) -> None:
     optimised.save_model_to_file(str(target))
 
 
-def quantise_matmuls(source: Path, target: Path, embeddings: bool = False) -> None:
-    """Dynamic int8 quantisation of every MatMul's constant weights, per channel; with
-    ``embeddings``, the embedding tables (``Gather``) too, which quarters a small BERT's
-    file (its word embeddings are half its weights)."""
+def quantise_matmuls(
+    source: Path, target: Path, embeddings: bool = False, keep_float: Sequence[str] = ()
+) -> None:
+    """Dynamic int8 quantisation of every MatMul's constant weights, per channel, except
+    the nodes named in ``keep_float``; with ``embeddings``, the embedding tables
+    (``Gather``) too, which quarters a small BERT's file (its word embeddings are half its
+    weights)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -200,6 +203,7 @@ def quantise_matmuls(source: Path, target: Path, embeddings: bool = False) -> No
         per_channel=True,
         reduce_range=False,
         op_types_to_quantize=["MatMul", "Gather"] if embeddings else ["MatMul"],
+        nodes_to_exclude=list(keep_float),
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )
 

@@ -1,7 +1,7 @@
 """The trained span reader, run on ONNX Runtime from the graph shipped in ``models/reader``.
 
 The directory holds ``reader.onnx`` (the fine-tuned BERT with its span head, weights
-quantised to int8), the tokenizer files and ``training.json``. Nothing is downloaded:
+mostly quantised to int8), the tokenizer files and ``training.json``. Nothing is downloaded:
 a missing directory or file is an error naming it.
 """
 

@@ -2,7 +2,7 @@
 
 It trains for a few steps on 50 real SQuADShifts examples (not to learn anything, but to
 keep the training code honest): the run stops early, resumes from its checkpoint, and
-ships an int8 ONNX reader with its record and card that the service can load.
+ships a mostly int8 ONNX reader with its record and card that the service can load.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -60,7 +61,18 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
         (output / "README.md").read_text()
     )
     assert window_spec(output).max_length == 256
-    assert (output / "reader.onnx").stat().st_size < 30_000_000  # int8 weights
+    graph = onnx.load(str(output / "reader.onnx"))
+    in_float = {
+        n.name.removeprefix("/model/bert/encoder/")
+        for n in graph.graph.node
+        if n.op_type == "MatMul" and n.name.endswith("/output/dense/MatMul")
+    }
+    attention = {f"layer.{i}/attention/output/dense/MatMul" for i in range(6)}
+    assert in_float == attention | {"layer.0/output/dense/MatMul"}
+    # int8: query, key, value, feed-forward input of each of the 6 blocks, 5 feed-forward
+    # output projections, the span head
+    assert sum(n.op_type == "MatMulInteger" for n in graph.graph.node) == 6 * 4 + 5 + 1
+    assert (output / "reader.onnx").stat().st_size < 40_000_000
 
     passage = "The harbour of Odesa reopened on Monday after a week of repairs."
     [reading] = SpanReader(output, threads=1).read("When did the harbour reopen?", [passage])
