@@ -37,7 +37,7 @@ from index.lexical import LexicalSegment
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
-from training.reader_export import export_int8
+from training.reader_export import export_onnx
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -398,11 +398,11 @@ def _export(
     dev: Sequence[QAExample],
     negatives: Sequence[tuple[QAExample, str]],
 ) -> DevMetrics:
-    """Write the int8 ONNX reader, its record and card to ``output_dir`` (atomically);
+    """Write the ONNX reader, its record and card to ``output_dir`` (atomically);
     returns the shipped graph's dev metrics."""
     staging = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    export_int8(model, tokenizer, staging)
+    export_onnx(model, tokenizer, staging)
     model.config.save_pretrained(staging)
     record: dict[str, Any] = {
         "config": dataclasses.asdict(config),
@@ -414,13 +414,13 @@ def _export(
         "trained": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    int8 = evaluate(SpanReader(staging, config.threads).read_pairs, dev, negatives)
-    record["dev"] = dataclasses.asdict(int8)
+    shipped = evaluate(SpanReader(staging, config.threads).read_pairs, dev, negatives)
+    record["dev"] = dataclasses.asdict(shipped)
     (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     (staging / "README.md").write_text(model_card(record))
     shutil.rmtree(output_dir, ignore_errors=True)
     os.replace(staging, output_dir)
-    return int8
+    return shipped
 
 
 def _base_record(base: Path) -> dict[str, Any]:

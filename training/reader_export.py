@@ -12,7 +12,7 @@ from rag.reader.model import GRAPH_FILE
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def export_int8(model: Any, tokenizer: Any, target_dir: Path) -> Path:
+def export_onnx(model: Any, tokenizer: Any, target_dir: Path) -> Path:
     """Write ``reader.onnx`` (the span head's start/end logits) and the tokenizer into
     ``target_dir``; returns the graph's path.
 
