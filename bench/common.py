@@ -17,11 +17,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rag.settings import PROJECT_ROOT
+from rag.settings import PROJECT_ROOT, SHARED_DATA
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-NEWS_CSV = PROJECT_ROOT.parent / "shared" / "data" / "news" / "NewsArticles.csv"
-SQUAD_JSON = PROJECT_ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json"
+NEWS_CSV = SHARED_DATA / "news" / "NewsArticles.csv"
+SQUAD_JSON = SHARED_DATA / "squad" / "dev-v1.1.json"
 
 
 @dataclass(frozen=True)

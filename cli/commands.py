@@ -15,12 +15,12 @@ from rich.table import Table
 
 from index.protocol import IndexStoreError
 from rag.pipeline import Pipeline
-from rag.settings import PROJECT_ROOT, Settings
+from rag.settings import PROJECT_ROOT, SHARED_DATA, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
 from rag.writing import ProgressCallback
 
-SQUADSHIFTS = PROJECT_ROOT.parent / "shared" / "data" / "squadshifts"
+SQUADSHIFTS = SHARED_DATA / "squadshifts"
 TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
 
 app = typer.Typer(

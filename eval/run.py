@@ -32,7 +32,14 @@ from eval.metrics import reliability
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.reader.model import TRAINING_RECORD, SpanReader
-from rag.settings import PROJECT_ROOT, AnswererMode, FusionMethod, RetrievalMode, Settings
+from rag.settings import (
+    PROJECT_ROOT,
+    SHARED_DATA,
+    AnswererMode,
+    FusionMethod,
+    RetrievalMode,
+    Settings,
+)
 
 SetName = Literal["sample", "squad", "squad-paragraphs", "shifts", "nyt"]
 SET_NAMES: tuple[SetName, ...] = ("sample", "squad", "squad-paragraphs", "shifts", "nyt")
@@ -43,7 +50,6 @@ CALIBRATION_SETS: tuple[SetName, ...] = ("sample", "shifts")
 the reader's held-out SQuADShifts articles (never SQuAD, which is evaluation data)."""
 REMOVAL_SETS: tuple[SetName, ...] = ("squad", "squad-paragraphs", "shifts", "nyt")
 """Sets whose answerable questions are asked a second time without their gold article."""
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 DEFAULT_SQUAD = SHARED_DATA / "squad" / "dev-v1.1.json"
 
 

@@ -341,7 +341,13 @@ def build_answerer(settings: Settings) -> Answerer:
     reader = SpanReader(
         settings.reader_path, settings.torch_threads, settings.reader_max_answer_tokens
     )
-    return ReaderAnswerer(reader, calibration, settings.reader_passages)
+    return ReaderAnswerer(
+        reader,
+        calibration,
+        settings.reader_passages,
+        settings.reader_first_passages,
+        settings.reader_sure_score,
+    )
 
 
 def _reader_fingerprint(answerer: Answerer) -> str | None:

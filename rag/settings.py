@@ -9,6 +9,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+"""The data shared beside the repository: the reader's training and evaluation sets and
+the news corpus of the benchmarks (never needed by the service)."""
 
 RetrievalMode = Literal["hybrid", "dense", "lexical"]
 FusionMethod = Literal["weighted", "rrf"]
@@ -131,6 +134,20 @@ class Settings(BaseSettings):
         le=50,
         description="Best retrieved passages the reader reads (4: chosen on the calibration's "
         "dev questions among 3-6, where it abstained most at 5% false abstention).",
+    )
+    reader_first_passages: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description="Passages the reader reads first; it reads on, up to reader_passages, "
+        "only when no answer among them scores reader_sure_score or more.",
+    )
+    reader_sure_score: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated score of an answer in the first passages read that stops "
+        "the reader reading on (1: always read reader_passages).",
     )
     reader_max_answer_tokens: int = Field(default=30, ge=1, le=128)
     max_answers: int = Field(default=3, ge=1)

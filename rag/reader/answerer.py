@@ -39,17 +39,41 @@ class ReaderAnswerer:
 
     features: tuple[str, ...] = FEATURES
 
-    def __init__(self, reader: SpanReader, calibration: Calibration, passages: int) -> None:
+    def __init__(
+        self,
+        reader: SpanReader,
+        calibration: Calibration,
+        passages: int,
+        first_passages: int | None = None,
+        sure_score: float = 1.0,
+    ) -> None:
         self.reader = reader
         self.calibration = calibration
         self.passages = passages
+        self.first_passages = min(first_passages or passages, passages)
+        self.sure_score = sure_score
 
     def candidates(
         self, question: str, question_vector: npt.NDArray[np.float32], hits: Sequence[PassageHit]
     ) -> list[Candidate]:
         """The best span of each of the top passages, scored, best first; spans that
-        overlap (the same words read in two overlapping chunks) or repeat are merged."""
-        read = sorted(hits, key=lambda h: -h.score)[: self.passages]
+        overlap (the same words read in two overlapping chunks) or repeat are merged.
+
+        The best ``first_passages`` are read first; the rest of the top ``passages`` only
+        when no answer of those scores ``sure_score`` or more (a candidate's score does
+        not depend on the other passages read, so a sure answer stays the best unless a
+        later passage holds a better one)."""
+        ranked = sorted(hits, key=lambda h: -h.score)[: self.passages]
+        found = self._read(question, ranked[: self.first_passages])
+        if not any(candidate.score >= self.sure_score for candidate in found):
+            found += self._read(question, ranked[self.first_passages :])
+        found.sort(key=lambda c: -c.score)
+        return merge_duplicates(found)
+
+    def _read(self, question: str, read: Sequence[PassageHit]) -> list[Candidate]:
+        """The best span of each passage in ``read`` (one batched reading), scored."""
+        if not read:
+            return []
         readings = self.reader.read(question, [hit.chunk.text for hit in read])
         spans: list[tuple[PassageHit, Reading, Span]] = []
         for hit, reading in zip(read, readings, strict=True):
@@ -91,8 +115,7 @@ class ReaderAnswerer:
                     score=self.calibration.probability(features),
                 )
             )
-        found.sort(key=lambda c: -c.score)
-        return merge_duplicates(found)
+        return found
 
 
 def _whole_words(text: str, start: int, end: int) -> tuple[int, int]:

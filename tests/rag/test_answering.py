@@ -36,8 +36,11 @@ class ScriptedReader:
 
     def __init__(self, spans: dict[str, tuple[str, float]]) -> None:
         self.spans = spans
+        self.calls: list[list[str]] = []
+        """The passages of each call, in order."""
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading | None]:
+        self.calls.append(list(passages))
         readings: list[Reading | None] = []
         for pair, passage in enumerate(passages):
             words, margin = self.spans[passage]
@@ -105,6 +108,30 @@ def test_only_the_best_passages_are_read_and_clause_punctuation_is_trimmed() -> 
     reader = ScriptedReader({first.text: (" Brussels ", 1.0)})
     [only] = answerer(reader).candidates("where?", np.zeros(384), [hit(first, 0.5)])
     assert only.text == "Brussels"
+
+
+def test_the_reader_reads_on_only_while_no_answer_is_sure() -> None:
+    first, second, third = chunk(0, 0, 0), chunk(1, 1, 1), chunk(2, 2, 2)
+    hits = [hit(second, 0.8), hit(first, 0.9), hit(third, 0.1)]
+
+    def ask(first_margin: float) -> tuple[list[str], list[list[str]]]:
+        reader = ScriptedReader(
+            {
+                first.text: ("Brussels", first_margin),
+                second.text: ("35 billion euros", 1.0),
+                third.text: ("November", 2.0),
+            }
+        )
+        reading = ReaderAnswerer(reader, SQUAD2_RULE, 3, first_passages=1, sure_score=0.9)
+        found = reading.candidates("where?", np.zeros(384), hits)
+        return [c.text for c in found], reader.calls
+
+    # the best-retrieved passage alone, its answer sure (logistic of margin 3: .95)
+    assert ask(3.0) == (["Brussels"], [[first.text]])
+    # not sure (.5): the other two passages in one more call, a better answer there wins
+    texts, calls = ask(0.0)
+    assert texts == ["November", "35 billion euros", "Brussels"]
+    assert calls == [[first.text], [second.text, third.text]]
 
 
 def test_a_span_across_a_sentence_boundary_gets_both_sentences_as_context() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rag.articles import ArticleError, parse_bytes
-from rag.settings import PROJECT_ROOT
+from rag.settings import SHARED_DATA
 
-NEWS_CSV = PROJECT_ROOT.parent / "shared" / "data" / "news" / "NewsArticles.csv"
+NEWS_CSV = SHARED_DATA / "news" / "NewsArticles.csv"
 NEWS_HEADER = ["article_id", "publish_date", "article_source_link", "title", "subtitle", "text"]
 
 
