@@ -258,12 +258,16 @@ class LexicalDelta:
             self._lengths[chosen].astype(np.float32),
         )
 
+    def lengths(self, size: int) -> npt.NDArray[np.int32]:
+        """Lengths (terms) of the first ``size`` documents."""
+        return self._lengths[:size]
+
     def documents(
         self, size: int, removed: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
         """Row ids and lengths of the first ``size`` documents, and which are not removed."""
         rowids = self.rowids(size)
-        return rowids, self._lengths[:size], ~np.isin(rowids, removed)
+        return rowids, self.lengths(size), ~np.isin(rowids, removed)
 
     def postings_lists(
         self, size: int

@@ -96,6 +96,8 @@ class SegmentView:
     deleted: RowIds
     """Sorted row ids deleted after the base (in the base or in the delta)."""
     statistics: CorpusStatistics
+    total_length: int
+    """Terms in the live documents (the statistics' average length times their number)."""
     delta_live: npt.NDArray[np.bool_]
     """Which of the first ``delta_size`` delta rows are not deleted."""
     _selector: Any
@@ -113,12 +115,58 @@ class SegmentView:
             - int(np.asarray(base.lexical.lengths)[base_gone].sum())
             + int(delta_lengths[delta_live].sum())
         )
+        return SegmentView._assemble(seq, base, delta, deleted, documents, length, delta_live)
+
+    def advanced(self, seq: int, deleted: RowIds) -> SegmentView:
+        """This view once its delta has grown (rows appended since it was made) and the
+        row ids ``deleted`` were deleted: what :meth:`of` gives, at the cost of the
+        change rather than of the view (an add searches nothing; a delete copies the
+        deletion set and rebuilds the base's exclusion list)."""
+        fresh = np.unique(deleted.astype(np.int64))
+        fresh = fresh[~_lookup(self.deleted, fresh)[1]]
+        size = self.delta.size
+        rowids, lengths = self.delta.lexical.rowids(size), self.delta.lexical.lengths(size)
+        base_gone = _positions_of(self.base.lexical.rowids, fresh)
+        delta_gone = _positions_of(rowids, fresh)  # delta row ids ascend
+        live = np.concatenate([self.delta_live, np.ones(size - self.delta_size, dtype=np.bool_)])
+        live[delta_gone] = False
+        added = size - self.delta_size
+        documents = self.size - len(base_gone) + added - len(delta_gone)
+        length = (
+            self.total_length
+            - int(np.asarray(self.base.lexical.lengths)[base_gone].sum())
+            + int(lengths[self.delta_size :].sum())
+            - int(lengths[delta_gone].sum())
+        )
+        if not len(fresh):
+            statistics = CorpusStatistics(documents, length / documents if documents else 0.0)
+            return SegmentView(
+                seq, self.base, self.delta, size, self.deleted, statistics, length, live,
+                self._selector,
+            )  # fmt: skip
+        every = np.union1d(self.deleted, fresh)
+        return SegmentView._assemble(seq, self.base, self.delta, every, documents, length, live)
+
+    @staticmethod
+    def _assemble(
+        seq: int,
+        base: BaseSegment,
+        delta: Delta,
+        deleted: RowIds,
+        documents: int,
+        length: int,
+        delta_live: npt.NDArray[np.bool_],
+    ) -> SegmentView:
+        """The view, with the selector that keeps search off the base's deleted rows."""
         statistics = CorpusStatistics(documents, length / documents if documents else 0.0)
+        base_gone = _positions_of(base.lexical.rowids, deleted)
         selector = None
         if len(base_gone):
             inner = faiss.IDSelectorBatch(np.asarray(base.lexical.rowids)[base_gone])
             selector = (faiss.IDSelectorNot(inner), inner)  # keep the inner one alive
-        return SegmentView(seq, base, delta, size, deleted, statistics, delta_live, selector)
+        return SegmentView(
+            seq, base, delta, delta.size, deleted, statistics, length, delta_live, selector
+        )
 
     @property
     def size(self) -> int:
@@ -203,14 +251,19 @@ class SegmentView:
         )
 
 
-def _positions_of(sorted_rowids: Any, rowids: RowIds) -> RowIds:
-    """Positions in ``sorted_rowids`` of those of ``rowids`` it holds."""
+def _lookup(sorted_rowids: Any, rowids: RowIds) -> tuple[RowIds, npt.NDArray[np.bool_]]:
+    """For each of ``rowids``, a position in ``sorted_rowids`` and whether it is there."""
     haystack = np.asarray(sorted_rowids)
     if len(haystack) == 0 or len(rowids) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(len(rowids), dtype=np.int64), np.zeros(len(rowids), dtype=np.bool_)
     positions = np.clip(np.searchsorted(haystack, rowids), 0, len(haystack) - 1)
-    found: RowIds = positions[haystack[positions] == rowids].astype(np.int64)
-    return found
+    return positions.astype(np.int64), haystack[positions] == rowids
+
+
+def _positions_of(sorted_rowids: Any, rowids: RowIds) -> RowIds:
+    """Positions in ``sorted_rowids`` of those of ``rowids`` it holds."""
+    positions, found = _lookup(sorted_rowids, rowids)
+    return positions[found]
 
 
 class SegmentDirectory:

@@ -332,19 +332,16 @@ class EmbeddedStore:
                 raise IndexStoreError(
                     f"cannot read index file {error}; run `rag rebuild`"
                 ) from None
-            delta, deleted = Delta(self.identity.dimension), np.zeros(0, np.int64)
-            covered = base.seq
-        else:
-            base, delta, deleted, covered = (
-                current.base,
-                current.delta,
-                current.deleted,
-                current.seq,
-            )
-        changes = loaded.replay.changes_since(covered)
-        if changes.added:
-            delta.append(changes.added, changes.vectors, changes.texts)
-        segments = SegmentView.of(changes.seq, base, delta, np.union1d(deleted, changes.deleted))
+            changes = loaded.replay.changes_since(base.seq)
+            delta = Delta(self.identity.dimension)
+            if changes.added:
+                delta.append(changes.added, changes.vectors, changes.texts)
+            segments = SegmentView.of(changes.seq, base, delta, changes.deleted)
+        else:  # the tail only: what it costs depends on the change, not on the index
+            changes = loaded.replay.changes_since(current.seq)
+            if changes.added:
+                current.delta.append(changes.added, changes.vectors, changes.texts)
+            segments = current.advanced(changes.seq, changes.deleted)
         view = EmbeddedView(
             loaded.name, segments, loaded.reader, (changes.articles, changes.chunks)
         )

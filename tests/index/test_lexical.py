@@ -152,3 +152,36 @@ def test_a_saved_segment_loads_memory_mapped(tmp_path) -> None:  # type: ignore[
     (tmp_path / "lexical" / "indptr.npy").write_bytes(b"broken")
     with pytest.raises(ValueError, match=r"indptr\.npy"):
         LexicalSegment.load(tmp_path / "lexical")
+
+
+def test_a_view_advanced_change_by_change_is_the_view_built_from_scratch() -> None:
+    rng = random.Random(5)
+    texts = corpus(600)  # row id r holds texts[r - 1]
+    view = view_of(texts[:150], [])
+    next_row, deleted = 151, []
+    query_vector = np.asarray([0.5, -0.1, 0.3, 0.8], dtype=np.float32)
+    for step in range(30):
+        rows = list(range(next_row, next_row + rng.randint(0, 12)))
+        next_row += len(rows)
+        if rows:
+            vectors = np.random.default_rng(step).standard_normal((len(rows), 4))
+            view.delta.append(rows, vectors.astype(np.float32), texts[rows[0] - 1 : rows[-1]])
+        live = sorted(set(range(1, next_row)) - set(deleted))
+        gone = rng.sample(live, min(len(live), rng.choice([0, 0, 1, 5])))
+        again = deleted[:1]  # deleting a row twice changes nothing
+        deleted += gone
+        view = view.advanced(view.seq + 1, np.asarray(gone + gone[:1] + again, dtype=np.int64))
+        scratch = SegmentView.of(view.seq, view.base, view.delta, np.asarray(deleted, np.int64))
+        assert view.deleted.tolist() == scratch.deleted.tolist()
+        assert view.delta_size == scratch.delta_size
+        assert view.delta_live.tolist() == scratch.delta_live.tolist()
+        assert (view.statistics, view.total_length) == (scratch.statistics, scratch.total_length)
+        assert np.array_equal(view.live_rowids(), scratch.live_rowids())
+        for query in QUERIES:
+            rowids, scores = view.lexical_scores(query)
+            expected_rowids, expected = scratch.lexical_scores(query)
+            assert np.array_equal(rowids, expected_rowids) and np.allclose(scores, expected)
+        scores, rowids = view.dense_search(query_vector, 20)
+        expected, expected_rowids = scratch.dense_search(query_vector, 20)
+        assert rowids.tolist() == expected_rowids.tolist() and np.allclose(scores, expected)
+    assert len(deleted) > 20 and view.delta_size > 100
