@@ -115,7 +115,10 @@ class SegmentView:
             - int(np.asarray(base.lexical.lengths)[base_gone].sum())
             + int(delta_lengths[delta_live].sum())
         )
-        return SegmentView._assemble(seq, base, delta, deleted, documents, length, delta_live)
+        selector = _excluding(base, base_gone)
+        return SegmentView._assemble(
+            seq, base, delta, deleted, documents, length, delta_live, selector
+        )
 
     def advanced(self, seq: int, deleted: RowIds) -> SegmentView:
         """This view once its delta has grown (rows appended since it was made) and the
@@ -138,14 +141,13 @@ class SegmentView:
             + int(lengths[self.delta_size :].sum())
             - int(lengths[delta_gone].sum())
         )
-        if not len(fresh):
-            statistics = CorpusStatistics(documents, length / documents if documents else 0.0)
-            return SegmentView(
-                seq, self.base, self.delta, size, self.deleted, statistics, length, live,
-                self._selector,
-            )  # fmt: skip
-        every = np.union1d(self.deleted, fresh)
-        return SegmentView._assemble(seq, self.base, self.delta, every, documents, length, live)
+        deleted, selector = self.deleted, self._selector
+        if len(fresh):
+            deleted = np.union1d(self.deleted, fresh)
+            selector = _excluding(self.base, _positions_of(self.base.lexical.rowids, deleted))
+        return SegmentView._assemble(
+            seq, self.base, self.delta, deleted, documents, length, live, selector
+        )
 
     @staticmethod
     def _assemble(
@@ -156,14 +158,11 @@ class SegmentView:
         documents: int,
         length: int,
         delta_live: npt.NDArray[np.bool_],
+        selector: Any,
     ) -> SegmentView:
-        """The view, with the selector that keeps search off the base's deleted rows."""
+        """The view over all of ``delta`` as it is now, its BM25 statistics from the live
+        documents' number and total length."""
         statistics = CorpusStatistics(documents, length / documents if documents else 0.0)
-        base_gone = _positions_of(base.lexical.rowids, deleted)
-        selector = None
-        if len(base_gone):
-            inner = faiss.IDSelectorBatch(np.asarray(base.lexical.rowids)[base_gone])
-            selector = (faiss.IDSelectorNot(inner), inner)  # keep the inner one alive
         return SegmentView(
             seq, base, delta, delta.size, deleted, statistics, length, delta_live, selector
         )
@@ -249,6 +248,16 @@ class SegmentView:
         return BaseSegment(
             name, self.seq, vectors.tuned(), lexical, int(np.asarray(lexical.lengths).sum())
         )
+
+
+def _excluding(base: BaseSegment, base_gone: RowIds) -> Any:
+    """The FAISS selector that keeps dense search off the base rows at ``base_gone``
+    (positions in the base), with the inner selector it holds kept alive; ``None`` when
+    no base row is gone."""
+    if not len(base_gone):
+        return None
+    inner = faiss.IDSelectorBatch(np.asarray(base.lexical.rowids)[base_gone])
+    return (faiss.IDSelectorNot(inner), inner)
 
 
 def _lookup(sorted_rowids: Any, rowids: RowIds) -> tuple[RowIds, npt.NDArray[np.bool_]]:
