@@ -1,6 +1,7 @@
 """``python -m bench [BENCH ...] [--tiny]``: run benchmarks, print a table, write JSON + PNG.
 
-Benchmarks: ingest, backends, scale, writes, http-writes, startup, http, topology, hnsw
+Benchmarks: ingest, backends, scale, writes, http-writes, startup, http, topology,
+pgvector
 (default: all).
 ``--tiny`` runs each on tiny inputs (the smoke test's mode: it checks that figures come
 out, not how fast).
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import backends, hnsw, http_writes, ingest, scale, service, topology, writes
+from bench import backends, http_writes, ingest, pgvector, scale, service, topology, writes
 from bench.common import NEWS_CSV, RESULTS_DIR, Report
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
@@ -34,7 +35,7 @@ BENCHES = (
     "startup",
     "http",
     "topology",
-    "hnsw",
+    "pgvector",
 )
 
 
@@ -119,8 +120,8 @@ def run_http(report: Report, options: Options, console: Console) -> None:
         service.run_profile(report, index_dir, name)
 
 
-def run_hnsw(report: Report, options: Options, console: Console) -> None:
-    hnsw.run(report, options.work, chunks=options.scale_chunks, log=console)
+def run_pgvector(report: Report, options: Options, console: Console) -> None:
+    pgvector.run(report, options.work, chunks=options.scale_chunks, log=console)
 
 
 def run_topology(report: Report, options: Options, console: Console) -> None:
@@ -136,7 +137,7 @@ RUNNERS: dict[str, Callable[[Report, Options, Console], None]] = {
     "startup": run_startup,
     "http": run_http,
     "topology": run_topology,
-    "hnsw": run_hnsw,
+    "pgvector": run_pgvector,
 }
 
 

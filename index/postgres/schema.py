@@ -9,11 +9,13 @@ Tables (the embedding dimension is the one the first process brings; a rebuild f
 another model changes it):
 
 - ``meta``: one row: what the vectors mean (model, dimension, backend, vector space),
-  the generation (bumped by every write transaction) and the corpus counts BM25 needs.
+  the generation (bumped by every write transaction), the corpus counts BM25 needs, and
+  how many chunks the vector index was clustered over (0: due to be built).
 - ``articles``: the text every offset refers to; ``content_hash`` is unique, so the same
   article added by two processes at once is stored once.
 - ``chunks``: offsets, sentence offsets, the chunk vector (``halfvec``: the float16 the
-  embedded store keeps too, searched by an HNSW index on inner product), sentence
+  embedded store keeps too, searched by an IVFFlat index on inner product that
+  :mod:`index.postgres.vector_index` builds once the table is large enough), sentence
   vectors as int8 codes with a scale each, the ids of its analysed terms and its length
   in terms.
 - ``terms``: each analysed term's id and document frequency over the stored chunks.
@@ -34,12 +36,6 @@ Connection = psycopg.Connection[TupleRow]
 
 MIGRATION_LOCK = 0x6E6577737161_0001
 """Advisory lock key held while migrating."""
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
-HNSW_INDEX = Template(
-    "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding halfvec_ip_ops)"
-    f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
-)
 MIN_PGVECTOR = (0, 8, 0)
 """``halfvec`` (0.7) and iterative index scans, which let a filtered search go on until
 it has its ``k`` results (0.8)."""
@@ -89,9 +85,8 @@ CREATE TABLE chunks (
     UNIQUE (article_id, ordinal)
 );
 ALTER TABLE chunks ALTER COLUMN sentence_codes SET STORAGE EXTERNAL;
-"""
-        + HNSW_INDEX.template
-        + """;
+CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding halfvec_ip_ops)
+    WITH (m = 16, ef_construction = 64);
 CREATE TABLE terms (
     id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     term text COLLATE "C" NOT NULL UNIQUE,
@@ -104,6 +99,14 @@ CREATE TABLE postings (
     length integer NOT NULL,
     PRIMARY KEY (term_id, rowid) INCLUDE (tf, length)
 );
+"""
+    ),
+    # 2: the HNSW index gives way to an IVFFlat index built when the table is large
+    # enough (by index.postgres.vector_index, which records what it was built over).
+    Template(
+        """
+DROP INDEX chunks_embedding;
+ALTER TABLE meta ADD COLUMN vector_index_chunks bigint NOT NULL DEFAULT 0;
 """
     ),
 )
@@ -155,14 +158,27 @@ def embedding_dimension(connection: Connection) -> int:
 
 def set_embedding_dimension(connection: Connection, dimension: int) -> None:
     """Make ``chunks.embedding`` hold vectors of ``dimension`` (inside a transaction
-    that emptied the table: the column's type changes and its HNSW index is rebuilt)."""
+    that emptied the table: the column's type changes and its vector indexes go, to be
+    built again over the new vectors)."""
     if embedding_dimension(connection) == dimension:
         return
-    connection.execute("DROP INDEX IF EXISTS chunks_embedding")
+    for name, _ in vector_indexes(connection):
+        connection.execute(f'DROP INDEX "{name}"'.encode())
     connection.execute(
         f"ALTER TABLE chunks ALTER COLUMN embedding TYPE halfvec({int(dimension)})".encode()
     )
-    connection.execute(HNSW_INDEX.substitute().encode())
+
+
+def vector_indexes(connection: Connection) -> list[tuple[str, bool]]:
+    """The vector indexes on ``chunks`` (pgvector's access methods), oldest first: each
+    name, and whether it is valid (an index whose concurrent build was cut short is not)."""
+    rows = connection.execute(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_am am ON am.oid = c.relam"
+        " WHERE i.indrelid = 'chunks'::regclass AND am.amname IN ('ivfflat', 'hnsw')"
+        " ORDER BY c.oid"
+    ).fetchall()
+    return [(str(row[0]), bool(row[1])) for row in rows]
 
 
 def _check_pgvector(connection: Connection) -> None:

@@ -1,5 +1,6 @@
 """The PostgreSQL store: articles, chunks, vectors and BM25 statistics in one database,
-searched in SQL (pgvector's HNSW for dense search, BM25 over a GIN index for lexical).
+searched in SQL (pgvector's IVFFlat for dense search, BM25 over a postings table for
+lexical).
 
 Processes hold no index state of their own: any number of them, on any machines, share
 one database, and a write committed by one is in the next view of every other. A view
@@ -18,6 +19,7 @@ commits. Connection failures, timeouts and an unreachable server are raised as
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -34,14 +36,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from index.filters import POSTGRES, filter_condition
 from index.lexical import BM25_B, BM25_K1, tokenize
 from index.postgres.schema import (
-    HNSW_EF_CONSTRUCTION,
-    HNSW_M,
     SCHEMA_VERSION,
     Connection,
     embedding_dimension,
     migrate,
     set_embedding_dimension,
 )
+from index.postgres.vector_index import IVF_LISTS, build_due, build_if_due
 from index.protocol import IndexStoreError, NewArticle, RowIds, StoreIdentity, Vectors
 from index.records import (
     ARTICLE_COLUMNS,
@@ -50,18 +51,16 @@ from index.records import (
     dequantise,
     quantise,
 )
+from index.vectors import ivf_probes
 from records import Article, ArticleFilter, Chunk
 
+log = logging.getLogger(__name__)
 WRITE_LOCK = 0x6E6577737161_0002
 """Advisory lock key held by the one writer of a database."""
 EXACT_SEARCH_BELOW = 10_000
 """Up to this many chunks (or allowed chunks), dense search is exact: a scan of every
-vector takes a few milliseconds, and results equal the embedded store's."""
-EF_SEARCH = 400
-"""HNSW candidate list per search (at least the ``k`` asked for). Measured at a million
-synthetic chunks (``python -m bench hnsw``, m 16, ef_construction 64): recall@10 against
-exact search .90 / .57 / .54 / .39 at 100 for the bench's four kinds of queries, .96 / .80
-/ .79 / .68 at 400, for 11 ms a search instead of 4 (the reader takes about 80)."""
+vector takes a few milliseconds, and results equal the embedded store's. Above it the
+IVFFlat index is used once built (:mod:`index.postgres.vector_index`)."""
 CONNECT_TIMEOUT_S = 5.0
 _CHUNK_COLUMNS = (
     "c.rowid, c.article_id, c.ordinal, c.start_offset, c.end_offset,"
@@ -108,13 +107,21 @@ class _Database:
 
 
 class PostgresView:
-    """The store at one generation: the counts read then, and searches over the newest
-    committed state."""
+    """The store at one generation: the counts and the vector index's list count read
+    then, and searches over the newest committed state."""
 
-    def __init__(self, store: PostgresStore, generation: int, counts: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        store: PostgresStore,
+        generation: int,
+        counts: tuple[int, int],
+        vector_lists: int | None,
+    ) -> None:
         self.store = store
         self._generation = generation
         self._counts = counts
+        self.vector_lists = vector_lists
+        """The lists of the IVFFlat index searches use (``None``: none built yet)."""
 
     @property
     def generation(self) -> int:
@@ -133,8 +140,9 @@ class PostgresView:
         self, query: Vectors, k: int, allowed: Collection[int] | None = None
     ) -> tuple[Vectors, RowIds]:
         """Top-``k`` chunks by inner product (cosine: the vectors are normalised), scored
-        with the float32 query against the stored float16 vectors: exact over small sets,
-        else by the HNSW index (a filter continues its scan until ``k`` pass)."""
+        with the float32 query against the stored float16 vectors: exact over small sets
+        (and until the vector index is built), else by the IVFFlat index (a filter
+        probes further lists until ``k`` pass)."""
         if k <= 0 or (allowed is not None and not allowed):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         params: dict[str, Any] = {"query": _vector_text(query), "k": int(k)}
@@ -155,8 +163,9 @@ class PostgresView:
                 ).fetchall()
             else:
                 with connection.transaction():
-                    if k > EF_SEARCH:
-                        connection.execute(f"SET LOCAL hnsw.ef_search = {min(int(k), 1000)}")
+                    if self.vector_lists:
+                        probes = ivf_probes(self.vector_lists, self.chunks_count)
+                        connection.execute(f"SET LOCAL ivfflat.probes = {probes}".encode())
                     rows = connection.execute(
                         f"SELECT rowid, {scored} FROM chunks {where}"
                         " ORDER BY embedding <#> %(query)s::halfvec LIMIT %(k)s",
@@ -262,6 +271,7 @@ class PostgresView:
 
     def description(self) -> dict[str, Any]:
         store = self.store
+        indexed = bool(self.vector_lists) and self.chunks_count > store.exact_search_below
         return {
             "store": "postgres",
             "format_version": SCHEMA_VERSION,
@@ -271,12 +281,11 @@ class PostgresView:
             "articles": self.articles_count,
             "chunks": self.chunks_count,
             "vector_index": {
-                "type": "hnsw",
+                "type": "ivfflat" if indexed else "exact",
                 "column": f"halfvec({store.identity.dimension})",
                 "metric": "inner_product",
-                "m": HNSW_M,
-                "ef_construction": HNSW_EF_CONSTRUCTION,
-                "ef_search": EF_SEARCH,
+                "lists": self.vector_lists or 0,
+                "probes": ivf_probes(self.vector_lists or 0, self.chunks_count) if indexed else 0,
                 "exact_below": store.exact_search_below,
             },
             "lexical": {"method": "bm25", "k1": BM25_K1, "b": BM25_B, "index": "postings"},
@@ -471,17 +480,20 @@ class PostgresWriter:
             if not self._dirty:
                 self.connection.rollback()
                 return
-            self._write_statistics()
+            chunks, indexed_chunks = self._write_statistics()
             self.connection.commit()
         self._articles = self._chunks = self._length = 0
         self._dirty = False
+        self.store.after_write(chunks, indexed_chunks)
 
     def abort(self) -> None:
         """Roll back what was not committed (quietly: the connection may be gone)."""
         with suppress(psycopg.Error):
             self.connection.rollback()
 
-    def _write_statistics(self) -> None:
+    def _write_statistics(self) -> tuple[int, int]:
+        """Count this transaction's changes into ``meta``; returns the chunks stored and
+        the chunks the vector index was built over."""
         identity = self.store.identity
         counts = "articles = excluded.articles, chunks = excluded.chunks,"
         counts += " total_length = excluded.total_length"
@@ -489,7 +501,8 @@ class PostgresWriter:
             update = (
                 "model_name = excluded.model_name, dimension = excluded.dimension,"
                 " embed_backend = excluded.embed_backend, vector_space = excluded.vector_space,"
-                " settings = excluded.settings, created_at = now(), " + counts
+                " settings = excluded.settings, created_at = now(), vector_index_chunks = 0, "
+                + counts
             )
         else:
             update = (
@@ -497,11 +510,13 @@ class PostgresWriter:
                 " chunks = meta.chunks + excluded.chunks,"
                 " total_length = meta.total_length + excluded.total_length"
             )
-        self.connection.execute(
+        row = self.connection.execute(
             "INSERT INTO meta (model_name, dimension, embed_backend, vector_space, settings,"
             " generation, articles, chunks, total_length)"
             " VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s)"
-            " ON CONFLICT (singleton) DO UPDATE SET generation = meta.generation + 1, " + update,
+            " ON CONFLICT (singleton) DO UPDATE SET generation = meta.generation + 1, "
+            + update
+            + " RETURNING chunks, vector_index_chunks",
             (
                 identity.model_name,
                 identity.dimension,
@@ -512,7 +527,9 @@ class PostgresWriter:
                 self._chunks,
                 self._length,
             ),
-        )
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
 
 class PostgresStore:
@@ -549,6 +566,9 @@ class PostgresStore:
         self._open_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._migrated = False
+        self._build_lock = threading.Lock()
+        self._building: threading.Thread | None = None
+        self._build_requested = False
 
     # -- connections ----------------------------------------------------------------
     def _databases(self) -> tuple[_Database, _Database]:
@@ -564,14 +584,18 @@ class PostgresStore:
                 if self.read_url:
                     self._replica = self._database(self.read_url, "rag-replica", self.read_where)
             assert self._replica is not None
-            if not self._migrated:
+            opened = not self._migrated
+            if opened:
                 with (
                     self.translated(self.primary_where),
                     self._primary.pool.connection() as connection,
                 ):
                     migrate(connection, self.identity.dimension)
                 self._migrated = True
-            return self._primary, self._replica
+            databases = self._primary, self._replica
+        if opened:  # a build may be due from before (cut short, or after an upgrade)
+            self._build_in_background()
+        return databases
 
     def _database(self, url: str, name: str, where: str) -> _Database:
         given = conninfo_to_dict(url)
@@ -579,8 +603,7 @@ class PostgresStore:
             [
                 str(given.get("options") or ""),
                 f"-c statement_timeout={int(self.statement_timeout_ms)}",
-                f"-c hnsw.ef_search={EF_SEARCH}",
-                "-c hnsw.iterative_scan=relaxed_order",
+                "-c ivfflat.iterative_scan=relaxed_order",
             ]
         ).strip()
         pool: ConnectionPool[Connection] = ConnectionPool(
@@ -631,12 +654,25 @@ class PostgresStore:
             yield connection
 
     @contextmanager
+    def _primary_untimed(self) -> Iterator[Connection]:
+        """A primary connection without a statement timeout (for writes and index builds,
+        which may take long, as may their waits for locks)."""
+        with self._primary_connection() as connection:
+            connection.execute("SET statement_timeout = 0")
+            try:
+                yield connection
+            finally:
+                try:
+                    connection.execute("RESET statement_timeout")
+                except psycopg.Error:  # the connection is lost: the pool drops it
+                    connection.close()
+
+    @contextmanager
     def _locked(self) -> Iterator[Connection]:
         """The primary's write lock (against threads and processes), held on the
         connection yielded, which is in a transaction (not autocommit)."""
-        with self._write_lock, self._primary_connection() as connection:
-            connection.execute("SET statement_timeout = 0")  # writes may take long, and
-            connection.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))  # so may waits
+        with self._write_lock, self._primary_untimed() as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
             connection.autocommit = False
             try:
                 yield connection
@@ -645,7 +681,6 @@ class PostgresStore:
                     connection.rollback()
                     connection.autocommit = True
                     connection.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
-                    connection.execute("RESET statement_timeout")
                 except psycopg.Error:  # a lost connection holds no lock: the pool drops it
                     connection.close()
 
@@ -655,12 +690,12 @@ class PostgresStore:
         with self.reading() as connection:
             row = connection.execute(
                 "SELECT model_name, dimension, embed_backend, vector_space, generation,"
-                " articles, chunks FROM meta"
+                f" articles, chunks, {IVF_LISTS} FROM meta".encode()
             ).fetchone()
         if row is None or int(row[4]) == 0:
             return None
         self.check_identity(row[:4])
-        return PostgresView(self, int(row[4]), (int(row[5]), int(row[6])))
+        return PostgresView(self, int(row[4]), (int(row[5]), int(row[6])), row[7])
 
     @contextmanager
     def writing(self) -> Iterator[PostgresWriter]:
@@ -711,11 +746,50 @@ class PostgresStore:
         return problems
 
     def merge(self, force: bool = False) -> bool:
-        """Nothing to merge: PostgreSQL maintains its indexes with each write."""
-        return False
+        """Build the vector index if it is due (or ``force``): the one search structure
+        PostgreSQL does not maintain with each write (see
+        :mod:`index.postgres.vector_index`); ``False`` when there was nothing to do or
+        another process is building it. Reads and writes go on meanwhile."""
+        with self._primary_untimed() as connection:
+            return build_if_due(connection, self.exact_search_below, force=force)
+
+    def after_write(self, chunks: int, indexed_chunks: int) -> None:
+        """Start building the vector index in the background if a write made it due."""
+        if build_due(chunks, indexed_chunks, self.exact_search_below):
+            self._build_in_background()
+
+    def _build_in_background(self) -> None:
+        with self._build_lock:
+            self._build_requested = True
+            if self._building is not None:
+                return  # it looks again when it is done
+            self._building = threading.Thread(
+                target=self._build_while_requested, name="vector-index", daemon=True
+            )
+            self._building.start()
+
+    def _build_while_requested(self) -> None:
+        while True:
+            with self._build_lock:
+                if not self._build_requested:
+                    self._building = None
+                    return
+                self._build_requested = False
+            try:
+                while self.merge():  # and again if a rebuild replaced the corpus meanwhile
+                    pass
+            except Exception:  # a failed build loses nothing: searches stay exact
+                log.exception("building the vector index in %s failed", self.primary_where)
+
+    def wait_for_merge(self) -> None:
+        """Block until a vector index build started by this process has finished."""
+        building = self._building
+        if building is not None:
+            building.join()
 
     def close(self) -> None:
-        """Close the connection pools."""
+        """Finish a vector index build, then close the connection pools."""
+        self.wait_for_merge()
         with self._open_lock:
             for database in {id(d): d for d in (self._primary, self._replica) if d}.values():
                 database.pool.close()
@@ -796,7 +870,8 @@ def _consistency_problems(connection: Connection, dimension: int) -> list[str]:
         "SELECT string_agg(c.relname, ', ') FROM pg_index i JOIN pg_class c"
         " ON c.oid = i.indexrelid WHERE i.indrelid IN ('chunks'::regclass,"
         " 'articles'::regclass, 'terms'::regclass, 'postings'::regclass)"
-        " AND NOT i.indisvalid"
+        " AND NOT i.indisvalid AND i.indexrelid NOT IN"  # not one being built now
+        " (SELECT index_relid FROM pg_stat_progress_create_index)"
     ).fetchone()
     if invalid and invalid[0]:
         problems.append(f"invalid indexes: {invalid[0]}")

@@ -1,6 +1,7 @@
 """What only the PostgreSQL store has: the unique content hash under concurrent writers,
-migrations, an unreachable or restarted server, statement timeouts, a writer killed
-mid-write, and the whole pipeline answering from it."""
+migrations, an unreachable or restarted server, statement timeouts, the IVFFlat index's
+life (built, clustered again, a cut-short build replaced), a writer killed mid-write,
+and the whole pipeline answering from it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import pytest
 
 from index.postgres import PostgresStore
 from index.postgres.local import LocalPostgres, free_port
-from index.postgres.schema import SCHEMA_VERSION
+from index.postgres.schema import SCHEMA_VERSION, vector_indexes
 from index.protocol import IndexStoreError, NewArticle, StoreIdentity
+from index.vectors import ivf_lists
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import Settings
@@ -153,20 +155,26 @@ def test_a_slow_statement_is_cancelled_as_an_index_error(
     store.close()
 
 
-def test_dense_search_uses_the_hnsw_index_above_the_exact_threshold(
+def test_dense_search_uses_the_ivf_index_once_built_above_the_exact_threshold(
     database_url: str, identity: StoreIdentity, make_article: MakeArticle
 ) -> None:
     exact = PostgresStore(database_url, identity)
-    no_scans = database_url + "?options=-c%20enable_seqscan%3Doff"  # small: HNSW anyway
+    no_scans = database_url + "?options=-c%20enable_seqscan%3Doff"  # small: the index anyway
     approximate = PostgresStore(no_scans, identity, exact_search_below=0)
     with exact.writing() as writer:
         writer.add([make_article(n, chunks=2) for n in range(200)])
+    assert approximate.view() is not None  # opening it finds the index due and builds it
+    approximate.wait_for_merge()
     query = make_article(17).vectors[0]
     views = [exact.view(), approximate.view()]
     assert views[0] is not None and views[1] is not None
+    assert views[0].description()["vector_index"]["type"] == "exact"
+    described = views[1].description()["vector_index"]
+    assert described["type"] == "ivfflat"
+    assert (described["lists"], described["probes"]) == (ivf_lists(400), ivf_lists(400))
     results = [v.dense_search(query, 10) for v in views]
-    assert results[1][1][0] == results[0][1][0], "the nearest chunk is found by HNSW too"
-    assert len(set(results[0][1]) & set(results[1][1])) >= 9
+    assert results[1][1].tolist() == results[0][1].tolist(), "every list probed: exact"
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
     allowed = set(results[0][1][5:].tolist())
     _, filtered = views[1].dense_search(query, 3, allowed)
     assert filtered.tolist() == results[0][1][5:8].tolist(), "a filtered scan goes on"
@@ -175,9 +183,103 @@ def test_dense_search_uses_the_hnsw_index_above_the_exact_threshold(
             "EXPLAIN SELECT rowid FROM chunks ORDER BY embedding <#> %s::halfvec LIMIT 10",
             ("[" + ",".join(["0.1"] * identity.dimension) + "]",),
         ).fetchall()
-    assert "chunks_embedding" in " ".join(str(row[0]) for row in plan)
+        (index,) = vector_indexes(connection)
+    assert index[1] and index[0] in " ".join(str(row[0]) for row in plan)
     for store in (exact, approximate):
         store.close()
+
+
+def _indexes_and_count(database_url: str) -> tuple[list[tuple[str, bool]], int]:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SELECT vector_index_chunks FROM meta").fetchone()
+        assert row is not None
+        return vector_indexes(connection), int(row[0])
+
+
+def test_the_vector_index_is_clustered_again_after_growth_and_after_a_rebuild(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    store = PostgresStore(database_url, identity, exact_search_below=100)
+    with store.writing() as writer:
+        writer.add([make_article(n) for n in range(40)])  # 80 chunks: exact search
+    store.wait_for_merge()
+    assert _indexes_and_count(database_url) == ([], 0)
+    with store.writing() as writer:
+        writer.add([make_article(n) for n in range(40, 60)])
+    store.wait_for_merge()
+    indexes, count = _indexes_and_count(database_url)
+    assert count == 120 and len(indexes) == 1 and indexes[0][1]
+    first = indexes[0][0]
+    with store.writing() as writer:  # 480 chunks: not yet 4 times as many
+        writer.add([make_article(n) for n in range(60, 240)])
+    store.wait_for_merge()
+    assert _indexes_and_count(database_url) == ([(first, True)], 120)
+    with store.writing() as writer:
+        writer.add([make_article(n) for n in range(240, 250)])
+    store.wait_for_merge()
+    indexes, count = _indexes_and_count(database_url)
+    assert count == 500 and len(indexes) == 1 and indexes[0][0] != first
+    view = store.view()
+    assert view is not None and view.vector_lists == ivf_lists(500)
+    with store.rebuilding() as writer:
+        writer.add([make_article(n, chunks=3) for n in range(1000, 1050)])
+    store.wait_for_merge()
+    rebuilt, count = _indexes_and_count(database_url)
+    assert count == 150 and len(rebuilt) == 1 and rebuilt[0][0] != indexes[0][0]
+    assert store.check() == []
+    store.close()
+
+
+def test_a_vector_index_build_cut_short_is_reported_and_replaced(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    store = PostgresStore(database_url, identity)
+    with store.writing() as writer:
+        writer.add([make_article(n) for n in range(50)])
+    with (
+        psycopg.connect(database_url) as writing,
+        psycopg.connect(database_url, autocommit=True) as building,
+    ):
+        writing.execute("LOCK TABLE chunks IN ROW EXCLUSIVE MODE")  # a write in flight
+        building.execute("SET statement_timeout = 300")
+        with pytest.raises(psycopg.errors.QueryCanceled):  # waiting for that write
+            building.execute(
+                "CREATE INDEX CONCURRENTLY chunks_embedding_cut ON chunks"
+                " USING ivfflat (embedding halfvec_ip_ops) WITH (lists = 4)"
+            )
+    assert _indexes_and_count(database_url)[0] == [("chunks_embedding_cut", False)]
+    assert store.check() == ["invalid indexes: chunks_embedding_cut"]
+    assert store.merge(force=True)
+    ((index, valid),), _ = _indexes_and_count(database_url)
+    assert valid and index != "chunks_embedding_cut"
+    assert store.check() == []
+    store.close()
+
+
+def test_a_database_of_the_first_schema_is_upgraded_to_the_ivf_index(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    store = PostgresStore(database_url, identity, exact_search_below=0)
+    with store.writing() as writer:
+        writer.add([make_article(n) for n in range(30)])
+    store.close()
+    with psycopg.connect(database_url) as connection:  # back to schema 1, HNSW and all
+        for name, _ in vector_indexes(connection):
+            connection.execute(f"DROP INDEX {name}".encode())
+        connection.execute(
+            "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding halfvec_ip_ops)"
+        )
+        connection.execute("ALTER TABLE meta DROP COLUMN vector_index_chunks")
+        connection.execute("DELETE FROM schema_version WHERE version > 1")
+    upgraded = PostgresStore(database_url, identity, exact_search_below=0)
+    view = upgraded.view()
+    assert view is not None and view.chunks_count == 60
+    upgraded.wait_for_merge()
+    ((name, valid),), count = _indexes_and_count(database_url)
+    assert valid and name != "chunks_embedding" and count == 60
+    view = upgraded.view()
+    assert view is not None and view.vector_lists == ivf_lists(60)
+    upgraded.close()
 
 
 CHILD = """
