@@ -64,7 +64,13 @@ _ADD_ARTICLES_BODY = {
                         ArticleIn.model_json_schema(),
                         {"type": "array", "items": ArticleIn.model_json_schema()},
                     ]
-                }
+                },
+                "example": {
+                    "title": "Harbour reopens after the storm",
+                    "text": "The harbour reopened on Monday. Ferries resumed at noon.",
+                    "source": "Example Gazette",
+                    "published": "2024-10-10",
+                },
             },
             "multipart/form-data": {
                 "schema": {
