@@ -1,11 +1,14 @@
 """The dense side of the index: FAISS inner-product search over normalised vectors.
 
 Exact search (``IndexIDMap2`` over ``IndexFlatIP``) up to :data:`IVF_MIN_VECTORS`;
-above it an inverted file (``IndexIVFFlat``, inner product) with row ids stored in the
-lists and a hash-table direct map, so that ids can still be removed (HNSW cannot) and
-vectors looked up by id. The lists keep full float32 vectors, so what IVF gives up is
-only the clusters it does not probe: ``nprobe`` is set for recall@10 >= 0.95 against
-exact search (see ``bench/scale.py``). Files are memory-mapped when loaded.
+above it an inverted file (inner product) with row ids stored in the lists and a
+hash-table direct map, so that ids can still be removed (HNSW cannot) and vectors looked
+up by id. The lists keep the vectors themselves in float16 (``SQfp16``, not residuals):
+the precision the records keep, so scores equal exact search's over the same vectors at
+half the bytes of float32 lists (segments written with float32 lists, ``IVFFlat``, are
+still read, and converted when next copied). What IVF gives up is only the clusters it
+does not probe: ``nprobe`` is set for recall@10 >= 0.95 against exact search (see
+``bench/scale.py``). Files are memory-mapped when loaded.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class VectorIndex:
         if not self.is_ivf:
             return {"type": "IDMap2,Flat", "metric": "inner_product", "exact": True}
         return {
-            "type": "IVF,Flat",
+            "type": "IVF,SQfp16" if self.index.code_size == 2 * self.dimension else "IVF,Flat",
             "metric": "inner_product",
             "exact": False,
             "nlist": int(self.index.nlist),
@@ -120,8 +123,7 @@ class VectorIndex:
             count = lists.list_size(number)
             if count:
                 id_parts.append(faiss.rev_swig_ptr(lists.get_ids(number), count).copy())
-                codes = faiss.rev_swig_ptr(lists.get_codes(number), count * lists.code_size)
-                parts.append(codes.view(np.float32).reshape(count, self.dimension).copy())
+                parts.append(_list_vectors(lists, number, self.dimension))
         if not parts:
             return np.zeros((0, self.dimension), np.float32), np.zeros(0, np.int64)
         return np.concatenate(parts), np.concatenate(id_parts).astype(np.int64)
@@ -184,20 +186,39 @@ class VectorIndex:
 
 
 def _copy_ivf(source: Any) -> Any:
-    """An in-memory ``IndexIVFFlat`` holding the same clusters, ids and vectors."""
-    index: Any = faiss.IndexIVFFlat(
-        faiss.clone_index(source.quantizer), source.d, source.nlist, faiss.METRIC_INNER_PRODUCT
-    )
+    """An in-memory float16 IVF index holding the same clusters, ids and vectors (float32
+    lists are converted on the way)."""
+    index = _empty_ivf(source.d, source.nlist)
+    index.quantizer.add(source.quantizer.reconstruct_n(0, source.nlist))
+    index.is_trained = True  # the centroids are the source's; float16 needs no training
     lists = source.invlists
+    converted = lists.code_size != index.code_size
     for number in range(source.nlist):
         count = lists.list_size(number)
         if count:
-            index.invlists.add_entries(
-                number, count, lists.get_ids(number), lists.get_codes(number)
-            )
+            codes = lists.get_codes(number)
+            if converted:
+                vectors = _list_vectors(lists, number, source.d).astype(np.float16)
+                codes = faiss.swig_ptr(vectors.view(np.uint8))
+            index.invlists.add_entries(number, count, lists.get_ids(number), codes)
     index.ntotal = source.ntotal
     index.nprobe = source.nprobe
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    return index
+
+
+def _list_vectors(lists: Any, number: int, dimension: int) -> npt.NDArray[np.float32]:
+    """A copy of the vectors in one inverted list (float16 or float32 codes)."""
+    count = lists.list_size(number)
+    codes = faiss.rev_swig_ptr(lists.get_codes(number), count * lists.code_size)
+    stored = np.float16 if lists.code_size == 2 * dimension else np.float32
+    return codes.view(stored).reshape(count, dimension).astype(np.float32)
+
+
+def _empty_ivf(dimension: int, nlist: int) -> Any:
+    """An untrained IVF index over inner product whose lists keep float16 vectors."""
+    index: Any = faiss.index_factory(dimension, f"IVF{nlist},SQfp16", faiss.METRIC_INNER_PRODUCT)
+    index.by_residual = False  # the vectors themselves: exact at the records' precision
     return index
 
 
@@ -207,8 +228,7 @@ def _ivf(sample_from: npt.NDArray[np.float32]) -> VectorIndex:
     nlist = ivf_lists(size)
     training = min(size, nlist * IVF_TRAIN_PER_LIST)
     rows = np.random.default_rng(0).choice(size, training, replace=False)
-    quantizer = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+    index = _empty_ivf(dimension, nlist)
     index.train(np.ascontiguousarray(sample_from[np.sort(rows)]))
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
     index.nprobe = ivf_probes(nlist, size)

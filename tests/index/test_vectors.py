@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -27,7 +28,8 @@ def small_threshold(monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 def filled(count: int) -> tuple[VectorIndex, npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    data = unit_vectors(count)
+    """An exact index of ``count`` vectors at the records' precision (float16)."""
+    data = unit_vectors(count).astype(np.float16).astype(np.float32)
     ids = np.arange(count, dtype=np.int64) * 3 + 1
     index = VectorIndex.empty(DIM)
     index.add(data, ids)
@@ -47,14 +49,14 @@ def test_large_index_becomes_ivf_and_still_finds_every_vector(
     ivf = index.tuned()
     assert ivf.is_ivf and ivf.size == len(ids)
     description = ivf.description
-    assert description["type"] == "IVF,Flat" and description["nprobe"] >= 1
+    assert description["type"] == "IVF,SQfp16" and description["nprobe"] >= 1
     ivf.save(tmp_path / "v.faiss")
     loaded = VectorIndex.load(tmp_path / "v.faiss")
     for row in (0, 17, len(ids) - 1):
         _, found = loaded.search(data[row], 1)
         assert found.tolist() == [ids[row]]
     similarity = loaded.similarity(data[5], ids[[5, 6]])
-    assert similarity[0] == pytest.approx(1.0, abs=1e-5)
+    assert similarity[0] == pytest.approx(float(data[5] @ data[5]), abs=1e-6)
     assert similarity[1] == pytest.approx(float(data[5] @ data[6]), abs=1e-5)
 
 
@@ -80,3 +82,27 @@ def test_ivf_shrinks_back_to_exact(small_threshold: int) -> None:
     exact = ivf.tuned()
     assert not exact.is_ivf and exact.size == 10
     assert exact.search(data[-1], 1)[1].tolist() == [ids[-1]]
+
+
+def test_a_segment_with_float32_lists_is_read_and_copied_to_float16_losslessly(
+    tmp_path: Path,
+) -> None:
+    data = unit_vectors(600).astype(np.float16).astype(np.float32)
+    ids = np.arange(600, dtype=np.int64) * 7
+    older = faiss.index_factory(DIM, "IVF20,Flat", faiss.METRIC_INNER_PRODUCT)
+    older.train(data)
+    older.set_direct_map_type(faiss.DirectMap.Hashtable)
+    older.add_with_ids(data, ids)
+    older.nprobe = 4
+    faiss.write_index(older, str(tmp_path / "old.faiss"))
+    loaded = VectorIndex.load(tmp_path / "old.faiss")
+    copied = loaded.copy()
+    assert loaded.description["type"] == "IVF,Flat"
+    assert copied.description["type"] == "IVF,SQfp16" and copied.index.nprobe == 4
+    for row in (0, 99, 599):
+        before, after = loaded.search(data[row], 10), copied.search(data[row], 10)
+        assert after[1].tolist() == before[1].tolist()
+        np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(copied.similarity(data[3], ids[:50]), data[:50] @ data[3])
+    copied.remove([int(ids[0])])
+    assert copied.size == 599 and int(ids[0]) not in copied.search(data[0], 5)[1].tolist()
