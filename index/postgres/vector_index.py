@@ -50,11 +50,13 @@ def build_if_due(connection: Connection, exact_search_below: int, *, force: bool
     """Build the vector index if it is due (or ``force``, over any non-empty table) and
     no other process is building it; ``True`` when it built one. ``connection`` is the
     primary's, autocommit, without a statement timeout."""
-    if not _one(connection, "SELECT pg_try_advisory_lock(%s)", BUILD_LOCK):
+    locked = connection.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK,)).fetchone()
+    if not (locked and locked[0]):
         return False
     try:
-        row = connection.execute("SELECT chunks, vector_index_chunks, created_at FROM meta")
-        state = row.fetchone()
+        state = connection.execute(
+            "SELECT chunks, vector_index_chunks, created_at FROM meta"
+        ).fetchone()
         if state is None:
             return False
         chunks, indexed_chunks, created_at = int(state[0]), int(state[1]), state[2]
@@ -85,9 +87,3 @@ def build_if_due(connection: Connection, exact_search_below: int, *, force: bool
         return True
     finally:
         connection.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
-
-
-def _one(connection: Connection, sql: str, *params: object) -> object:
-    row = connection.execute(sql.encode(), params or None).fetchone()
-    assert row is not None
-    return row[0]
