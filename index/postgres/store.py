@@ -128,6 +128,11 @@ class PostgresView:
         return self._generation
 
     @property
+    def vector_probes(self) -> int:
+        """Lists an indexed search probes (0: no IVFFlat index yet)."""
+        return ivf_probes(self.vector_lists, self.chunks_count) if self.vector_lists else 0
+
+    @property
     def articles_count(self) -> int:
         return self._counts[0]
 
@@ -163,9 +168,9 @@ class PostgresView:
                 ).fetchall()
             else:
                 with connection.transaction():
-                    if self.vector_lists:
-                        probes = ivf_probes(self.vector_lists, self.chunks_count)
-                        connection.execute(f"SET LOCAL ivfflat.probes = {probes}".encode())
+                    if self.vector_probes:
+                        probes = f"SET LOCAL ivfflat.probes = {self.vector_probes}"
+                        connection.execute(probes.encode())
                     rows = connection.execute(
                         f"SELECT rowid, {scored} FROM chunks {where}"
                         " ORDER BY embedding <#> %(query)s::halfvec LIMIT %(k)s",
@@ -285,7 +290,7 @@ class PostgresView:
                 "column": f"halfvec({store.identity.dimension})",
                 "metric": "inner_product",
                 "lists": self.vector_lists or 0,
-                "probes": ivf_probes(self.vector_lists or 0, self.chunks_count) if indexed else 0,
+                "probes": self.vector_probes if indexed else 0,
                 "exact_below": store.exact_search_below,
             },
             "lexical": {"method": "bm25", "k1": BM25_K1, "b": BM25_B, "index": "postings"},
