@@ -322,6 +322,15 @@ def train_reader(
     max_dev_examples: Annotated[int, typer.Option(min=1)] = 600,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 200,
     eval_every: Annotated[int, typer.Option(min=1)] = 1000,
+    negatives_per_question: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training questions also paired with a BM25-chosen paragraph "
+            "without their answer, labelled 'no answer'.",
+        ),
+    ] = 0.25,
     seed: int = 13,
     stop_at: Annotated[
         int | None,
@@ -360,6 +369,7 @@ def train_reader(
         max_dev_examples=max_dev_examples,
         checkpoint_every=checkpoint_every,
         eval_every=eval_every,
+        negatives_per_question=negatives_per_question,
         seed=seed,
         threads=settings.torch_threads,
     )

@@ -82,13 +82,17 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     again = tmp_path / "continued"
     continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
     continued += [*arguments[7:], "--base", str(work / "trained"), "--seed", "14"]
+    continued += ["--negatives-per-question", "0.5"]
     third = runner.invoke(app, continued)
     assert third.exit_code == 0, third.output
     later = json.loads((again / "training.json").read_text())
     assert later["base"]["training"]["fingerprint"] == record["fingerprint"]
     assert len(later["base"]["weights_sha256"]) == 64
     assert later["config"]["split_seed"] == record["config"]["split_seed"]
-    assert "an earlier reader of this project" in (again / "README.md").read_text()
+    assert later["config"]["negatives_per_question"] == 0.5
+    card = (again / "README.md").read_text()
+    assert "an earlier reader of this project" in card
+    assert "50% of the training questions" in card
 
 
 def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
