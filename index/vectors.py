@@ -76,7 +76,7 @@ class VectorIndex:
         if not self.is_ivf:
             return {"type": "IDMap2,Flat", "metric": "inner_product", "exact": True}
         return {
-            "type": "IVF,SQfp16" if self.index.code_size == 2 * self.dimension else "IVF,Flat",
+            "type": "IVF,SQfp16" if _float16_codes(self.index, self.dimension) else "IVF,Flat",
             "metric": "inner_product",
             "exact": False,
             "nlist": int(self.index.nlist),
@@ -211,8 +211,14 @@ def _list_vectors(lists: Any, number: int, dimension: int) -> npt.NDArray[np.flo
     """A copy of the vectors in one inverted list (float16 or float32 codes)."""
     count = lists.list_size(number)
     codes = faiss.rev_swig_ptr(lists.get_codes(number), count * lists.code_size)
-    stored = np.float16 if lists.code_size == 2 * dimension else np.float32
+    stored = np.float16 if _float16_codes(lists, dimension) else np.float32
     return codes.view(stored).reshape(count, dimension).astype(np.float32)
+
+
+def _float16_codes(holder: Any, dimension: int) -> bool:
+    """Whether an IVF index or its inverted lists (``holder``) keep float16 vectors
+    (otherwise float32: segments written before float16 lists)."""
+    return bool(holder.code_size == 2 * dimension)
 
 
 def _empty_ivf(dimension: int, nlist: int) -> Any:
