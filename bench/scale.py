@@ -14,7 +14,7 @@ Four kinds of queries, none of them in the index: draws of the same distribution
 12-word windows of the centres' texts, embedded (both near indexed topics); then the
 same two around the chunks of news articles *not* used as centres (held-out topics,
 which the IVF clusters were not trained on). Recall is measured against exact search
-over the vectors the store holds (float16 in the records, so rounded as they are).
+over the vectors the store holds (int8 in the records, so rounded as they are).
 
 The first searches of a fresh process are reported apart from the warm ones: once with
 the index files in the page cache (just written), and once in another fresh process
@@ -41,6 +41,7 @@ from rich.console import Console
 
 from bench.common import NEWS_CSV, Figure, Report, p50, p95, timed
 from index.protocol import NewArticle, StoreIdentity
+from index.records import rounded_chunk_vectors
 from index.store import EmbeddedStore, EmbeddedView, MergePolicy
 from index.vectors import IVF_MIN_VECTORS, VectorIndex
 from rag.articles import create_article, parse_bytes
@@ -197,7 +198,8 @@ def build(
     del items
     log.print(f"scale: written in {write_s:.0f} s; merging into a base segment")
     merge_s = timed(partial(store.merge, force=True))
-    vectors[:] = vectors.astype(np.float16)  # the records keep chunk vectors as float16
+    for start in range(0, len(vectors), 100_000):  # as the records keep them
+        vectors[start : start + 100_000] = rounded_chunk_vectors(vectors[start : start + 100_000])
     return write_s, merge_s, vectors
 
 

@@ -49,10 +49,13 @@ from index.segments import (
 )
 from records import Article, ArticleFilter
 
-FORMAT_VERSION = 3
-"""3: records in place (WAL) with a change log; search segments derived from them.
+FORMAT_VERSION = 4
+"""4: article texts compressed, sentence vectors as 4-bit codes (:mod:`index.records`).
+3: records in place (WAL) with a change log; search segments derived from them; read as
+it is (its rows decode either way) and marked 4 by its next write.
 2 (and earlier): a complete copy of the index per write (``v000007/``), read only to
 upgrade it with ``rag rebuild``."""
+READABLE_FORMATS = (3, FORMAT_VERSION)
 KEEP_STORES = 2
 _CURRENT = "current"
 _RECORDS = "records.sqlite"
@@ -189,7 +192,12 @@ class EmbeddedWriter:
     def _finish(self) -> None:
         if self._dirty:
             self.records.set_meta(
-                {"seq": self.seq, "articles": self._articles, "chunks": self._chunks}
+                {
+                    "format_version": FORMAT_VERSION,
+                    "seq": self.seq,
+                    "articles": self._articles,
+                    "chunks": self._chunks,
+                }
             )
             self.records.commit()
             self.seq += 1
@@ -297,7 +305,7 @@ class EmbeddedStore:
         return self._catch_up(loaded)
 
     def _check_identity(self, meta: dict[str, Any], where: Path) -> None:
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMATS:
             raise IndexStoreError(
                 f"{where}: index format {meta.get('format_version')} is not supported "
                 f"(expected {FORMAT_VERSION}); run `rag rebuild`"

@@ -13,11 +13,11 @@ another model changes it):
   how many chunks the vector index was clustered over (0: due to be built).
 - ``articles``: the text every offset refers to; ``content_hash`` is unique, so the same
   article added by two processes at once is stored once.
-- ``chunks``: offsets, sentence offsets, the chunk vector (``halfvec``: the float16 the
-  embedded store keeps too, searched by an IVFFlat index on inner product that
-  :mod:`index.postgres.vector_index` builds once the table is large enough), sentence
-  vectors as int8 codes with a scale each, the ids of its analysed terms and its length
-  in terms.
+- ``chunks``: offsets, sentence offsets, the chunk vector (``halfvec``: exactly the int8
+  values with a power-of-two scale the embedded store keeps, searched by an IVFFlat index
+  on inner product that :mod:`index.postgres.vector_index` builds once the table is large
+  enough), sentence vectors as 4-bit codes with a scale each (int8 in rows written
+  before), the ids of its analysed terms and its length in terms.
 - ``terms``: each analysed term's id and document frequency over the stored chunks.
 - ``postings``: the inverted index BM25 reads: per (term, chunk) the term's count in the
   chunk and the chunk's length, in a B-tree keyed by term, read by index-only scans.

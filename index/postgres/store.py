@@ -48,8 +48,10 @@ from index.records import (
     ARTICLE_COLUMNS,
     StoredChunk,
     article_from_row,
+    code_lengths,
     dequantise,
     quantise,
+    rounded_chunk_vectors,
 )
 from index.vectors import ivf_probes
 from records import Article, ArticleFilter, Chunk
@@ -349,7 +351,10 @@ class PostgresWriter:
                 (chunk, vector, sentences)
                 for item in fresh
                 for chunk, vector, sentences in zip(
-                    item.chunks, item.vectors, item.sentence_vectors, strict=True
+                    item.chunks,
+                    rounded_chunk_vectors(item.vectors),  # the embedded store's values
+                    item.sentence_vectors,
+                    strict=True,
                 )
             ]
             if not chunks:
@@ -858,9 +863,10 @@ def _consistency_problems(connection: Connection, dimension: int) -> list[str]:
         )
     mismatched = connection.execute(
         "SELECT count(*) FROM chunks WHERE"
-        " length(sentence_codes) != array_length(sentences, 1) * %s"
+        " length(sentence_codes) NOT IN"
+        " (array_length(sentences, 1) * %s, array_length(sentences, 1) * %s)"
         " OR length(sentence_scales) != array_length(sentences, 1) * 4",
-        (dimension,),
+        code_lengths(dimension),
     ).fetchone()
     if mismatched and mismatched[0]:
         problems.append(f"{mismatched[0]} chunks lack a vector for each of their sentences")
@@ -912,7 +918,7 @@ def _vector_text(vector: Vectors) -> str:
 
 
 def halfvec_text(vector: Vectors) -> str:
-    """A vector rounded to float16 (as the embedded store keeps it), in text form."""
+    """A vector rounded to float16, in text form."""
     values = np.asarray(vector, dtype=np.float16).ravel().astype(np.float32).tolist()
     return "[" + ",".join(map(repr, values)) + "]"
 
