@@ -28,6 +28,10 @@ import Stemmer
 
 BM25_K1 = 1.2
 BM25_B = 0.75
+MAX_TERM_COUNT = 255
+"""A term's count in one document is capped here (segments keep it in a byte); BM25 has
+long saturated by then (``tf / (tf + k1)`` is within 0.5% of 1), and a chunk of at most
+a few hundred word pieces rarely repeats a term this often."""
 _STEMMER = Stemmer.Stemmer("english")
 _ARRAYS = ("rowids", "lengths", "indptr", "documents", "counts")
 
@@ -61,7 +65,7 @@ class LexicalSegment:
         vocabulary: dict[str, int],
         indptr: npt.NDArray[np.int64],
         documents: npt.NDArray[np.int32],
-        counts: npt.NDArray[np.int32],
+        counts: npt.NDArray[np.uint8],
     ) -> None:
         self.rowids = rowids
         self.lengths = lengths
@@ -86,7 +90,7 @@ class LexicalSegment:
             for term, count in terms.items():
                 term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
                 document_ids.append(position)
-                counts.append(count)
+                counts.append(min(count, MAX_TERM_COUNT))
         return LexicalSegment._term_major(
             np.asarray(rowids, dtype=np.int64),
             np.asarray([sum(t.values()) for t in term_counts], dtype=np.int32),
@@ -103,14 +107,14 @@ class LexicalSegment:
         vocabulary: dict[str, int],
         term_ids: npt.NDArray[np.int64],
         document_ids: npt.NDArray[np.int32],
-        counts: npt.NDArray[np.int32],
+        counts: npt.NDArray[np.integer],
     ) -> LexicalSegment:
         order = np.lexsort((document_ids, term_ids))
         indptr = np.zeros(len(vocabulary) + 1, dtype=np.int64)
         np.cumsum(np.bincount(term_ids, minlength=len(vocabulary)), out=indptr[1:])
-        return LexicalSegment(
-            rowids, lengths, vocabulary, indptr, document_ids[order], counts[order]
-        )
+        # segments written before the cap kept int32 counts: cap them when merged
+        capped = np.minimum(counts[order], MAX_TERM_COUNT).astype(np.uint8)
+        return LexicalSegment(rowids, lengths, vocabulary, indptr, document_ids[order], capped)
 
     @property
     def size(self) -> int:
@@ -164,7 +168,7 @@ class LexicalSegment:
             column = vocabulary.setdefault(term, len(vocabulary))
             term_ids.append(np.full(int(chosen.sum()), column, dtype=np.int64))
             document_ids.append(delta_position[positions[chosen]].astype(np.int32))
-            counts.append(term_counts[chosen])
+            counts.append(term_counts[chosen].astype(np.uint8))  # capped when analysed
         return LexicalSegment._term_major(
             np.concatenate([self.rowids[keep_document], delta_rowids[delta_keep]]),
             np.concatenate([self.lengths[keep_document], delta_lengths[delta_keep]]),
@@ -233,7 +237,7 @@ class LexicalDelta:
             for term, frequency in Counter(tokens).items():
                 positions, counts = self._postings.setdefault(term, ([], []))
                 positions.append(position)
-                counts.append(frequency)
+                counts.append(min(frequency, MAX_TERM_COUNT))
             self._lengths[position] = len(tokens)
         self._rowids[self.size : self.size + count] = rowids
         self.size += count

@@ -3,12 +3,14 @@
 Exact search (``IndexIDMap2`` over ``IndexFlatIP``) up to :data:`IVF_MIN_VECTORS`;
 above it an inverted file (inner product) with row ids stored in the lists and a
 hash-table direct map, so that ids can still be removed (HNSW cannot) and vectors looked
-up by id. The lists keep the vectors themselves in float16 (``SQfp16``, not residuals):
-the precision the records keep, so scores equal exact search's over the same vectors at
-half the bytes of float32 lists (segments written with float32 lists, ``IVFFlat``, are
-still read, and converted when next copied). What IVF gives up is only the clusters it
-does not probe: ``nprobe`` is set for recall@10 >= 0.95 against exact search (see
-``bench/scale.py``). Files are memory-mapped when loaded.
+up by id. The lists keep the vectors themselves (not residuals) as 8-bit codes, each
+dimension scaled between its trained least and largest value (``SQ8``): a byte a value,
+as the records' int8 chunk vectors, a quarter of float32 lists, and scores within about
+0.001 of exact search's. Segments written with float32 (``IVFFlat``) or float16
+(``SQfp16``) lists are still read, and re-clustered into 8-bit lists when next merged.
+What IVF gives up is mostly the clusters it does not probe: ``nprobe`` is set for
+recall@10 >= 0.95 against exact search (see ``bench/scale.py``). Files are memory-mapped
+when loaded.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class VectorIndex:
         if not self.is_ivf:
             return {"type": "IDMap2,Flat", "metric": "inner_product", "exact": True}
         return {
-            "type": "IVF,SQfp16" if _float16_codes(self.index, self.dimension) else "IVF,Flat",
+            "type": _IVF_TYPES[_code_type(self.index.code_size, self.dimension)],
             "metric": "inner_product",
             "exact": False,
             "nlist": int(self.index.nlist),
@@ -87,9 +89,11 @@ class VectorIndex:
 
     def copy(self) -> VectorIndex:
         """An independent, in-memory copy, to be changed without touching this one."""
-        if self.is_ivf:  # memory-mapped lists cannot be cloned: copy them list by list
-            return VectorIndex(_copy_ivf(self.index))
-        return VectorIndex(faiss.clone_index(self.index))
+        if not self.is_ivf:
+            return VectorIndex(faiss.clone_index(self.index))
+        if _code_type(self.index.code_size, self.dimension) != np.uint8:
+            return self._rebuilt(_ivf(self._all()[0]))  # lists of an earlier kind
+        return VectorIndex(_copy_ivf(self.index))
 
     def tuned(self) -> VectorIndex:
         """This index, or one of the type its size calls for: IVF from
@@ -123,7 +127,7 @@ class VectorIndex:
             count = lists.list_size(number)
             if count:
                 id_parts.append(faiss.rev_swig_ptr(lists.get_ids(number), count).copy())
-                parts.append(_list_vectors(lists, number, self.dimension))
+                parts.append(_list_vectors(self.index, number))
         if not parts:
             return np.zeros((0, self.dimension), np.float32), np.zeros(0, np.int64)
         return np.concatenate(parts), np.concatenate(id_parts).astype(np.int64)
@@ -186,45 +190,54 @@ class VectorIndex:
 
 
 def _copy_ivf(source: Any) -> Any:
-    """An in-memory float16 IVF index holding the same clusters, ids and vectors (float32
-    lists are converted on the way)."""
+    """An in-memory copy of an IVF index with 8-bit lists: the same clusters, scalar
+    quantiser, ids and codes (memory-mapped lists cannot be cloned: copied list by list)."""
     index = _empty_ivf(source.d, source.nlist)
     index.quantizer.add(source.quantizer.reconstruct_n(0, source.nlist))
-    index.is_trained = True  # the centroids are the source's; float16 needs no training
+    faiss.copy_array_to_vector(faiss.vector_to_array(source.sq.trained), index.sq.trained)
+    index.is_trained = True  # the centroids and the value ranges are the source's
     lists = source.invlists
-    converted = lists.code_size != index.code_size
     for number in range(source.nlist):
         count = lists.list_size(number)
         if count:
-            codes = lists.get_codes(number)
-            if converted:
-                vectors = _list_vectors(lists, number, source.d).astype(np.float16)
-                codes = faiss.swig_ptr(vectors.view(np.uint8))
-            index.invlists.add_entries(number, count, lists.get_ids(number), codes)
+            index.invlists.add_entries(
+                number, count, lists.get_ids(number), lists.get_codes(number)
+            )
     index.ntotal = source.ntotal
     index.nprobe = source.nprobe
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
     return index
 
 
-def _list_vectors(lists: Any, number: int, dimension: int) -> npt.NDArray[np.float32]:
-    """A copy of the vectors in one inverted list (float16 or float32 codes)."""
+def _list_vectors(index: Any, number: int) -> npt.NDArray[np.float32]:
+    """A copy of the vectors in one inverted list of ``index`` (8-bit, float16 or float32
+    codes)."""
+    lists = index.invlists
     count = lists.list_size(number)
     codes = faiss.rev_swig_ptr(lists.get_codes(number), count * lists.code_size)
-    stored = np.float16 if _float16_codes(lists, dimension) else np.float32
-    return codes.view(stored).reshape(count, dimension).astype(np.float32)
+    stored = _code_type(lists.code_size, index.d)
+    if stored == np.uint8:
+        return np.asarray(index.sq.decode(codes.reshape(count, -1)), dtype=np.float32)
+    return codes.view(stored).reshape(count, index.d).astype(np.float32)
 
 
-def _float16_codes(holder: Any, dimension: int) -> bool:
-    """Whether an IVF index or its inverted lists (``holder``) keep float16 vectors
-    (otherwise float32: segments written before float16 lists)."""
-    return bool(holder.code_size == 2 * dimension)
+_IVF_TYPES: dict[type, str] = {
+    np.uint8: "IVF,SQ8",
+    np.float16: "IVF,SQfp16",
+    np.float32: "IVF,Flat",
+}
+
+
+def _code_type(code_size: int, dimension: int) -> type:
+    """What an IVF index's lists keep a value in, told by their code size: 8-bit codes
+    (now), float16 or float32 (segments written before)."""
+    return {dimension: np.uint8, 2 * dimension: np.float16}.get(code_size, np.float32)
 
 
 def _empty_ivf(dimension: int, nlist: int) -> Any:
-    """An untrained IVF index over inner product whose lists keep float16 vectors."""
-    index: Any = faiss.index_factory(dimension, f"IVF{nlist},SQfp16", faiss.METRIC_INNER_PRODUCT)
-    index.by_residual = False  # the vectors themselves: exact at the records' precision
+    """An untrained IVF index over inner product whose lists keep 8-bit vectors."""
+    index: Any = faiss.index_factory(dimension, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
+    index.by_residual = False  # the vectors themselves, each dimension in its trained range
     return index
 
 

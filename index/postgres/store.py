@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from index.filters import POSTGRES, filter_condition
-from index.lexical import BM25_B, BM25_K1, tokenize
+from index.lexical import BM25_B, BM25_K1, MAX_TERM_COUNT, tokenize
 from index.postgres.schema import (
     SCHEMA_VERSION,
     Connection,
@@ -955,7 +955,7 @@ def _postings_copy(
     rows["term_size"] = rows["tf_size"] = rows["length_size"] = 4
     rows["rowid_size"] = 8
     rows["term"] = [ids[t] for terms in counts for t in terms]
-    rows["tf"] = [tf for terms in counts for tf in terms.values()]
+    rows["tf"] = [min(tf, MAX_TERM_COUNT) for terms in counts for tf in terms.values()]
     rows["rowid"] = np.repeat(np.asarray(rowids, dtype=np.int64), sizes)
     rows["length"] = np.repeat([terms.total() for terms in counts], sizes)
     header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")

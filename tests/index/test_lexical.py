@@ -9,7 +9,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from index.lexical import BM25_B, BM25_K1, LexicalSegment, tokenize
+from index.lexical import BM25_B, BM25_K1, MAX_TERM_COUNT, LexicalSegment, tokenize
 from index.segments import BaseSegment, Delta, SegmentView
 
 WORDS = [
@@ -129,6 +129,20 @@ def test_a_merge_changes_no_score() -> None:
         after_rowids, scores = after.lexical_scores(query)
         assert np.array_equal(before_rowids, after_rowids)
         assert np.allclose(before, scores, rtol=1e-6)
+
+
+def test_term_counts_are_kept_in_a_byte_and_capped_alike_in_every_segment() -> None:
+    flood = " ".join(["flood"] * 300) + " river."
+    texts = corpus(30)
+    view = view_of([*texts[:20], flood], [flood, *texts[20:]])
+    assert view.base.lexical.counts.dtype == np.uint8
+    assert int(view.base.lexical.counts.max()) == MAX_TERM_COUNT
+    rowids, scores = view.lexical_scores("flood")
+    by_rowid = dict(zip(rowids.tolist(), scores.tolist(), strict=True))
+    assert by_rowid[21] == pytest.approx(by_rowid[22])  # the same text in base and delta
+    merged = SegmentView.of(view.seq, view.merged("m"), Delta(4), np.zeros(0, np.int64))
+    after_rowids, after = merged.lexical_scores("flood")
+    assert np.array_equal(rowids, after_rowids) and np.allclose(scores, after, rtol=1e-6)
 
 
 def test_filters_and_empty_queries() -> None:
