@@ -402,6 +402,12 @@ class RecordStore:
         rows = self._select_rows(_CHUNK_COLUMNS, rowids)
         return {row[0]: texts.stored_chunk(row) for row in rows}
 
+    def chunk_vectors(self, rowids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        """The vectors of these chunks (those still stored), by row id."""
+        rows = list(self._select_rows("c.rowid, c.vector", rowids))
+        vectors = decode_chunk_vectors([row[1] for row in rows], self.dimension())
+        return {row[0]: vector for row, vector in zip(rows, vectors, strict=True)}
+
     def sentence_vectors(self, rowids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
         """For each of these chunks, its sentence vectors (a row per sentence), by row id."""
         dimension = self.dimension()

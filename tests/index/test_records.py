@@ -1,5 +1,6 @@
 """The records' compact encodings: 4-bit sentence vectors and compressed article texts,
-and stores written before them (format 3), which are read as they are."""
+stores written before them (format 3), which are read as they are, and dense search
+over 8-bit IVF lists re-scored with the records' vectors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index import vectors as vectors_module
 from index.records import (
     article_text,
     decode_chunk_vectors,
@@ -19,7 +21,7 @@ from index.records import (
     rounded_chunk_vectors,
     stored_text,
 )
-from index.store import FORMAT_VERSION, EmbeddedStore
+from index.store import FORMAT_VERSION, EmbeddedStore, MergePolicy
 from tests.index.articles import IDENTITY, new_article
 
 
@@ -112,3 +114,28 @@ def test_a_store_of_format_3_is_read_and_marked_4_by_its_next_write(tmp_path: Pa
     assert newest is not None and reopened.check() == []
     assert {a.id for a, _ in newest.articles()} == {"a00001", "a00002"}
     assert newest.chunks([stored[1].rowid])[stored[1].rowid] == stored[1]
+
+
+def test_dense_search_over_8_bit_ivf_lists_returns_the_records_exact_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vectors_module, "IVF_MIN_VECTORS", 300)
+    store = EmbeddedStore(tmp_path, IDENTITY, MergePolicy(min_changes=10**9))
+    items = [new_article(n, chunks=4) for n in range(100)]
+    with store.writing() as writer:
+        writer.add(items)
+    assert store.merge(force=True)
+    view = store.view()
+    assert view is not None and view.segments.base.vectors.description["type"] == "IVF,SQ8"
+    rowids = np.asarray(sorted(s.rowid for s in view.all_chunks()), dtype=np.int64)
+    kept = rounded_chunk_vectors(np.concatenate([item.vectors for item in items]))
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        query = rng.standard_normal(kept.shape[1]).astype(np.float32)
+        query /= np.linalg.norm(query)
+        exact = kept @ query
+        scores, found = view.dense_search(query, 5)
+        np.testing.assert_allclose(scores, exact[np.searchsorted(rowids, found)], atol=1e-6)
+        assert found[0] == rowids[np.argmax(exact)]
+        similar = view.similarity(query, rowids[:50])
+        np.testing.assert_allclose(similar, exact[:50], atol=1e-6)
