@@ -131,7 +131,7 @@ def test_dense_search_over_8_bit_ivf_lists_returns_the_records_exact_scores(
     kept = rounded_chunk_vectors(np.concatenate([item.vectors for item in items]))
     rng = np.random.default_rng(4)
     for _ in range(10):
-        query = rng.standard_normal(kept.shape[1]).astype(np.float32)
+        query = rng.standard_normal(kept.shape[1], dtype=np.float32)
         query /= np.linalg.norm(query)
         exact = kept @ query
         scores, found = view.dense_search(query, 5)
