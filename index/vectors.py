@@ -6,11 +6,11 @@ hash-table direct map, so that ids can still be removed (HNSW cannot) and vector
 up by id. The lists keep the vectors themselves (not residuals) as 8-bit codes, each
 dimension scaled between its trained least and largest value (``SQ8``): a byte a value,
 as the records' int8 chunk vectors, a quarter of float32 lists, and scores within about
-0.001 of exact search's. Segments written with float32 (``IVFFlat``) or float16
-(``SQfp16``) lists are still read, and re-clustered into 8-bit lists when next merged.
-What IVF gives up is mostly the clusters it does not probe: ``nprobe`` is set for
-recall@10 >= 0.95 against exact search (see ``bench/scale.py``). Files are memory-mapped
-when loaded.
+0.001 of exact search's (the store re-scores its candidates with the records' vectors).
+Segments written with float32 (``IVFFlat``) or float16 (``SQfp16``) lists are still
+read, and re-clustered into 8-bit lists when next merged. What IVF gives up is mostly
+the clusters it does not probe: ``nprobe`` is set for recall@10 >= 0.95 against exact
+search (see ``bench/scale.py``). Files are memory-mapped when loaded.
 """
 
 from __future__ import annotations
