@@ -90,7 +90,7 @@ class LexicalSegment:
             for term, count in terms.items():
                 term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
                 document_ids.append(position)
-                counts.append(min(count, MAX_TERM_COUNT))
+                counts.append(count)
         return LexicalSegment._term_major(
             np.asarray(rowids, dtype=np.int64),
             np.asarray([sum(t.values()) for t in term_counts], dtype=np.int32),
@@ -112,7 +112,7 @@ class LexicalSegment:
         order = np.lexsort((document_ids, term_ids))
         indptr = np.zeros(len(vocabulary) + 1, dtype=np.int64)
         np.cumsum(np.bincount(term_ids, minlength=len(vocabulary)), out=indptr[1:])
-        # segments written before the cap kept int32 counts: cap them when merged
+        # capped here for every segment (those written before the cap kept int32 counts)
         capped = np.minimum(counts[order], MAX_TERM_COUNT).astype(np.uint8)
         return LexicalSegment(rowids, lengths, vocabulary, indptr, document_ids[order], capped)
 
@@ -157,7 +157,7 @@ class LexicalSegment:
         vocabulary = dict(self.vocabulary)
         term_ids = [term_of_entry[keep_entry]]
         document_ids = [new_position[self.documents[keep_entry]].astype(np.int32)]
-        counts = [self.counts[keep_entry]]
+        counts: list[npt.NDArray[np.integer]] = [self.counts[keep_entry]]
         kept = int(keep_document.sum())
         delta_rowids, delta_lengths, delta_keep = delta.documents(delta_size, removed)
         delta_position = np.cumsum(delta_keep) - 1 + kept
@@ -168,7 +168,7 @@ class LexicalSegment:
             column = vocabulary.setdefault(term, len(vocabulary))
             term_ids.append(np.full(int(chosen.sum()), column, dtype=np.int64))
             document_ids.append(delta_position[positions[chosen]].astype(np.int32))
-            counts.append(term_counts[chosen].astype(np.uint8))  # capped when analysed
+            counts.append(term_counts[chosen])
         return LexicalSegment._term_major(
             np.concatenate([self.rowids[keep_document], delta_rowids[delta_keep]]),
             np.concatenate([self.lengths[keep_document], delta_lengths[delta_keep]]),

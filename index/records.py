@@ -323,9 +323,10 @@ class RecordStore:
             rows = [
                 (rowid, vector, texts.cut(article_id, text, start, end))
                 for rowid, vector, article_id, text, start, end in self.connection.execute(
+                    # "+c.rowid": found by the seq index, then sorted
                     f'SELECT c.rowid, c.vector, c.article_id, a.text, c.start, c."end"'
-                    f" {_FROM_CHUNKS} WHERE c.seq > ? ORDER BY +c.rowid",  # "+": by the seq
-                    (seq,),  # index, then sort
+                    f" {_FROM_CHUNKS} WHERE c.seq > ? ORDER BY +c.rowid",
+                    (seq,),
                 )
             ]
             deleted = [
@@ -471,8 +472,9 @@ def read_articles(path: Path) -> list[Article]:
 def stored_text(text: str) -> str | bytes:
     """An article's text as the records keep it: zlib-compressed UTF-8 (about half the
     bytes of news text), or the text itself where that is no larger."""
-    packed = zlib.compress(text.encode("utf-8"))
-    return packed if len(packed) < len(text.encode("utf-8")) else text
+    encoded = text.encode("utf-8")
+    packed = zlib.compress(encoded)
+    return packed if len(packed) < len(encoded) else text
 
 
 def article_text(stored: str | bytes) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from index.protocol import IndexStoreError, NewArticle, RowIds, StoreIdentity, Vectors
 from index.records import RecordStore, StoredChunk, read_articles
@@ -114,29 +115,34 @@ class EmbeddedView:
         records' vectors (near ties are no longer decided by the rounding)."""
         if not self.segments.base.vectors.is_ivf:
             return self.segments.dense_search(query, k, allowed)
-        scores, rowids = self.segments.dense_search(query, RESCORED_CANDIDATES * k, allowed)
-        scores = self._record_scores(query, rowids, scores)
+        approximate, rowids = self.segments.dense_search(query, RESCORED_CANDIDATES * k, allowed)
+        exact, found = self._record_scores(query, rowids)
+        scores = np.where(found, exact, approximate)
         order = np.argsort(-scores, kind="stable")[:k]
         return scores[order], rowids[order]
 
     def similarity(self, query: Vectors, rowids: RowIds) -> Vectors:
         """Cosine of the query to these chunks' vectors (the records' vectors where the
         base is IVF)."""
-        scores = self.segments.similarity(query, rowids)
         if not self.segments.base.vectors.is_ivf:
-            return scores
-        return self._record_scores(query, rowids, scores)
+            return self.segments.similarity(query, rowids)
+        scores, found = self._record_scores(query, rowids)
+        if not found.all():
+            scores[~found] = self.segments.similarity(query, rowids[~found])
+        return scores
 
-    def _record_scores(self, query: Vectors, rowids: RowIds, approximate: Vectors) -> Vectors:
-        """The query's dot product with the records' vectors of ``rowids`` (``approximate``
-        kept for a chunk the records no longer hold: deleted after this view's cut)."""
+    def _record_scores(
+        self, query: Vectors, rowids: RowIds
+    ) -> tuple[Vectors, npt.NDArray[np.bool_]]:
+        """The query's dot product with the records' vectors of ``rowids``, and which
+        the records still hold (a chunk deleted after this view's cut is not: 0 there)."""
         stored = self.records.chunk_vectors(rowids.tolist())
-        scores = np.array(approximate, dtype=np.float32)
         found = np.fromiter((r in stored for r in rowids.tolist()), dtype=bool, count=len(rowids))
+        scores = np.zeros(len(rowids), dtype=np.float32)
         if found.any():
             vectors = np.stack([stored[r] for r in rowids[found].tolist()])
             scores[found] = vectors @ query.astype(np.float32)
-        return scores
+        return scores, found
 
     def lexical_scores(
         self, query: str, allowed: Collection[int] | None = None
