@@ -42,7 +42,7 @@ from index.postgres.schema import (
     migrate,
     set_embedding_dimension,
 )
-from index.postgres.vector_index import IVF_LISTS, build_due, build_if_due
+from index.postgres.vector_index import IVF_LISTS, build_due, build_if_due, stop_builds
 from index.protocol import IndexStoreError, NewArticle, RowIds, StoreIdentity, Vectors
 from index.records import (
     ARTICLE_COLUMNS,
@@ -313,6 +313,8 @@ class PostgresWriter:
         self._dirty = rebuild
         with store.translated(store.primary_where):
             if rebuild:
+                if embedding_dimension(connection) != store.identity.dimension:
+                    stop_builds(connection)  # the column's type changes: see stop_builds
                 for table in ("postings", "chunks", "articles", "terms"):
                     connection.execute(f"DELETE FROM {table}".encode())
                 set_embedding_dimension(connection, store.identity.dimension)

@@ -16,14 +16,19 @@ older vector indexes are dropped concurrently. Builds are serialised across proc
 an advisory lock; a build cut short (process killed, server restarted) leaves an invalid
 index, which the next build drops first. A rebuild of the corpus sets the count to 0, so
 the index is built again over the new vectors (and a build that overlapped the rebuild
-records nothing: its rows were the old corpus).
+records nothing: its rows were the old corpus). A rebuild that changes the vectors'
+dimension cancels a build in flight (:func:`stop_builds`).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import psycopg
+
 from index.postgres.schema import Connection, embedding_dimension, vector_indexes
+from index.protocol import IndexStoreError
 from index.vectors import ivf_due, ivf_lists
 
 BUILD_LOCK = 0x6E6577737161_0003
@@ -76,6 +81,8 @@ def build_if_due(connection: Connection, exact_search_below: int, *, force: bool
                 f'CREATE INDEX CONCURRENTLY "chunks_embedding_{uuid.uuid4().hex[:12]}" ON chunks'
                 f" USING ivfflat (embedding halfvec_ip_ops) WITH (lists = {lists})".encode()
             )
+        except psycopg.errors.QueryCanceled:  # by a rebuild: its invalid index is dropped
+            return False
         finally:
             connection.execute("RESET maintenance_work_mem")
         connection.execute(  # unless a rebuild replaced the corpus meanwhile
@@ -87,3 +94,38 @@ def build_if_due(connection: Connection, exact_search_below: int, *, force: bool
         return True
     finally:
         connection.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
+
+
+STOP_BUILDS_TIMEOUT_S = 30.0
+"""How long :func:`stop_builds` tries before it gives up."""
+_BUILD_LOCK_HOLDERS = """
+    SELECT pg_cancel_backend(pid) FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = %s
+"""
+
+
+def stop_builds(connection: Connection, timeout_s: float = STOP_BUILDS_TIMEOUT_S) -> None:
+    """Hold the build lock until the end of ``connection``'s transaction, cancelling a
+    build in flight in any process.
+
+    For a rebuild that changes the vectors' dimension: altering the column needs the
+    table to itself, and a concurrent build holds a lock on it (and waits for older
+    transactions, the rebuild's among them: a deadlock). Such a build indexes vectors
+    the rebuild replaces. The lock is tried, never waited for in the database, so the
+    wait cannot join a deadlock; a build cancelled leaves an invalid index, which the
+    rebuild drops with the others."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        locked = connection.execute(
+            "SELECT pg_try_advisory_xact_lock(%s)", (BUILD_LOCK,)
+        ).fetchone()
+        if locked and locked[0]:
+            return
+        if time.monotonic() > deadline:
+            raise IndexStoreError(
+                f"a vector index build did not stop within {timeout_s:g} s of being cancelled"
+            )
+        connection.execute(_BUILD_LOCK_HOLDERS, (BUILD_LOCK,))
+        time.sleep(0.05)

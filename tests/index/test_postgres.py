@@ -256,6 +256,75 @@ def test_a_vector_index_build_cut_short_is_reported_and_replaced(
     store.close()
 
 
+def test_a_rebuild_for_another_model_stops_a_vector_index_build_in_flight(
+    database_url: str, identity: StoreIdentity, make_article: MakeArticle
+) -> None:
+    """A rebuild that changes the vector column's type needs the table to itself; a
+    build of the old vectors' index must not hold it up (nor deadlock with it): the
+    rebuild cancels it, and the new vectors get their own index."""
+    store = PostgresStore(database_url, identity, exact_search_below=10**6)
+    with store.writing() as writer:
+        writer.add([make_article(n) for n in range(50)])
+    with psycopg.connect(database_url) as reader:
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        reader.execute("SELECT 1")  # an old snapshot: a concurrent build waits for it
+        failure: list[BaseException] = []
+
+        def build() -> None:
+            try:
+                store.merge(force=True)
+            except BaseException as error:  # the test reports it
+                failure.append(error)
+
+        builder = threading.Thread(target=build)
+        builder.start()
+        deadline = time.monotonic() + 30
+        while not _building(database_url):
+            assert time.monotonic() < deadline and builder.is_alive(), failure
+            time.sleep(0.05)
+        wider = dataclasses.replace(identity, model_name="wider", dimension=12)
+        rebuilt = PostgresStore(database_url, wider, exact_search_below=0)
+        item = make_article(100)
+        rebuilding = threading.Thread(target=_rebuild_with, args=(rebuilt, item, failure))
+        rebuilding.start()
+        rebuilding.join(timeout=30)
+        assert not rebuilding.is_alive(), "the rebuild waited for the build"
+        builder.join(timeout=30)
+    assert not failure, failure
+    rebuilt.wait_for_merge()
+    ((_, valid),), count = _indexes_and_count(database_url)
+    assert valid and count == 2
+    view = rebuilt.view()
+    assert view is not None and view.chunks_count == 2
+    assert rebuilt.check() == []
+    rebuilt.close()
+    store.close()
+
+
+def _building(database_url: str) -> bool:
+    """Whether an index build is under way in the database."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()"
+        ).fetchone()
+        return row is not None and int(row[0]) > 0
+
+
+def _rebuild_with(store: PostgresStore, item: NewArticle, failure: list[BaseException]) -> None:
+    """Rebuild ``store`` from ``item``, its vectors widened to the store's dimension."""
+    extra = store.identity.dimension - item.vectors.shape[1]
+    widened = dataclasses.replace(
+        item,
+        vectors=np.pad(item.vectors, ((0, 0), (0, extra))),
+        sentence_vectors=[np.pad(s, ((0, 0), (0, extra))) for s in item.sentence_vectors],
+    )
+    try:
+        with store.rebuilding() as writer:
+            writer.add([widened])
+    except BaseException as error:  # the test reports it
+        failure.append(error)
+
+
 def test_a_database_of_the_first_schema_is_upgraded_to_the_ivf_index(
     database_url: str, identity: StoreIdentity, make_article: MakeArticle
 ) -> None:
