@@ -19,6 +19,7 @@ from rag.settings import PROJECT_ROOT, SHARED_DATA, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
 from rag.writing import ProgressCallback
+from training.config import ReaderTrainConfig, config_default
 
 SQUADSHIFTS = SHARED_DATA / "squadshifts"
 TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
@@ -315,13 +316,15 @@ def train_reader(
             "directory) to continue training it (default: the packaged MiniLM)."
         ),
     ] = None,
-    epochs: Annotated[float, typer.Option(min=0.0)] = 1.0,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 8e-5,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    max_train_examples: Annotated[int | None, typer.Option(min=1)] = None,
-    max_dev_examples: Annotated[int, typer.Option(min=1)] = 600,
-    checkpoint_every: Annotated[int, typer.Option(min=1)] = 200,
-    eval_every: Annotated[int, typer.Option(min=1)] = 1000,
+    epochs: Annotated[float, typer.Option(min=0.0)] = config_default("epochs"),
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = config_default("learning_rate"),
+    batch_size: Annotated[int, typer.Option(min=1)] = config_default("batch_size"),
+    max_train_examples: Annotated[int | None, typer.Option(min=1)] = config_default(
+        "max_train_examples"
+    ),
+    max_dev_examples: Annotated[int, typer.Option(min=1)] = config_default("max_dev_examples"),
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = config_default("checkpoint_every"),
+    eval_every: Annotated[int, typer.Option(min=1)] = config_default("eval_every"),
     negatives_per_question: Annotated[
         float,
         typer.Option(
@@ -330,8 +333,8 @@ def train_reader(
             help="Share of training questions also paired with a BM25-chosen paragraph "
             "without their answer, labelled 'no answer'.",
         ),
-    ] = 0.25,
-    seed: int = 13,
+    ] = config_default("negatives_per_question"),
+    seed: int = config_default("seed"),
     stop_at: Annotated[
         int | None,
         typer.Option(
@@ -342,7 +345,6 @@ def train_reader(
     """Train the span reader from the packaged MiniLM weights, or continue an earlier one
     (seeded, resumable)."""
     from rag.embedding import packaged_model_path
-    from training.reader import ReaderTrainConfig
     from training.reader import train_reader as run_training
 
     files = data or [SQUADSHIFTS / f"{name}_v1.0.json" for name in TRAINING_SETS]

@@ -40,6 +40,7 @@ from rag.settings import (
     RetrievalMode,
     Settings,
 )
+from training.config import ReaderTrainConfig
 
 SetName = Literal["sample", "squad", "squad-paragraphs", "shifts", "nyt"]
 SET_NAMES: tuple[SetName, ...] = ("sample", "squad", "squad-paragraphs", "shifts", "nyt")
@@ -161,11 +162,9 @@ class Evaluation:
         record_path = self.settings.reader_path / TRAINING_RECORD
         if not record_path.is_file():
             raise DatasetError(f"reader training record not found: {record_path}")
-        config = json.loads(record_path.read_text())["config"]
-        files = [SHARED_DATA / "squadshifts" / Path(path).name for path in config["data_files"]]
-        # the trainer splits by split_seed (records from before it was recorded: seed)
-        split_seed = config.get("split_seed", config["seed"])
-        return load_held_out(files, config["dev_fraction"], split_seed)
+        config = ReaderTrainConfig.from_record(json.loads(record_path.read_text())["config"])
+        files = [SHARED_DATA / "squadshifts" / Path(path).name for path in config.data_files]
+        return load_held_out(files, config.dev_fraction, config.split_seed)
 
     def splits(
         self, name: SetName, questions: QuestionSet, removal: bool = False

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,44 +37,11 @@ from index.lexical import LexicalSegment
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
+from training.config import ReaderTrainConfig
 from training.reader_export import export_onnx
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
-
-
-@dataclass(frozen=True)
-class ReaderTrainConfig:
-    """Everything that determines a training run (recorded with the model)."""
-
-    data_files: tuple[str, ...]
-    base_model: str
-    window: WindowSpec = field(default_factory=WindowSpec)
-    batch_size: int = 16
-    learning_rate: float = 8e-5
-    warmup_fraction: float = 0.06
-    weight_decay: float = 0.01
-    epochs: float = 1.0
-    negatives_per_question: float = 0.25
-    dev_fraction: float = 0.05
-    seed: int = 13
-    """Seeds the data order, the negatives' sample and torch."""
-    split_seed: int = 13
-    """Seeds the dev split (by article) and the dev sample: keep it across continued runs,
-    so a reader continued from another never meets that one's dev articles in training."""
-    max_train_examples: int | None = None
-    max_dev_examples: int = 600
-    checkpoint_every: int = 200
-    eval_every: int = 1000
-    threads: int = 2
-    bf16: bool = True
-
-    def fingerprint(self) -> str:
-        """A hash of the fields that change the run (resuming requires the same one)."""
-        fields = dataclasses.asdict(self)
-        for operational in ("checkpoint_every", "eval_every", "threads", "max_dev_examples"):
-            fields.pop(operational)
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

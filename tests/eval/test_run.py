@@ -14,7 +14,8 @@ from eval.harness import VariantResult
 from eval.run import SHARED_DATA, EvalOptions, Evaluation
 from rag.reader.model import TRAINING_RECORD
 from rag.settings import PROJECT_ROOT, Settings
-from training.reader import ReaderTrainConfig, _split
+from training.config import ReaderTrainConfig
+from training.reader import _split
 
 SHIFTS = SHARED_DATA / "squadshifts" / "new_wiki_v1.0.json"
 

@@ -7,6 +7,7 @@ ships a mostly int8 ONNX reader with its record and card that the service can lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from cli.commands import SQUADSHIFTS, app
 from rag.reader.model import SpanReader, window_spec
+from training.config import ReaderTrainConfig
 
 DATA = SQUADSHIFTS / "new_wiki_v1.0.json"
 
@@ -54,6 +56,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
 
     record = json.loads((output / "training.json").read_text())
     assert record["steps"] == planned
+    assert ReaderTrainConfig.from_record(record["config"]).fingerprint() == record["fingerprint"]
     assert record["data_sha256"] == {DATA.name: record["data_sha256"][DATA.name]}
     assert len(record["data_sha256"][DATA.name]) == 64
     assert record["dev"]["questions"] == 8 and 0.0 <= record["dev"]["f1"] <= 1.0
@@ -110,3 +113,11 @@ def test_shipping_over_the_work_directorys_weights_is_refused(tmp_path: Path) ->
     result = CliRunner().invoke(app, clash)
     assert result.exit_code == 2 and "ship the reader elsewhere" in result.output
     assert not work.exists()
+
+
+def test_a_recorded_configuration_reads_back_as_it_was() -> None:
+    config = ReaderTrainConfig(data_files=("a.json",), base_model="base", seed=14, split_seed=14)
+    recorded = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert ReaderTrainConfig.from_record(recorded) == config
+    del recorded["split_seed"]  # records from before it was kept split by the seed
+    assert ReaderTrainConfig.from_record(recorded).split_seed == 14
