@@ -19,7 +19,7 @@ from rag.settings import PROJECT_ROOT, SHARED_DATA, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
 from rag.writing import ProgressCallback
-from training.config import ReaderTrainConfig, config_default
+from training.config import ReaderTrainConfig, TrainDevice, config_default
 
 SQUADSHIFTS = SHARED_DATA / "squadshifts"
 TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
@@ -335,6 +335,9 @@ def train_reader(
         ),
     ] = config_default("negatives_per_question"),
     seed: int = config_default("seed"),
+    device: Annotated[
+        TrainDevice, typer.Option(help="auto: a GPU when PyTorch sees one, else the CPU.")
+    ] = config_default("device"),
     stop_at: Annotated[
         int | None,
         typer.Option(
@@ -374,6 +377,7 @@ def train_reader(
         negatives_per_question=negatives_per_question,
         seed=seed,
         threads=settings.torch_threads,
+        device=device,
     )
     log = work_dir / "log.jsonl"
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rag.reader.windows import WindowSpec
+
+TrainDevice = Literal["auto", "cpu", "cuda"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,15 @@ class ReaderTrainConfig:
     eval_every: int = 1000
     threads: int = 2
     bf16: bool = True
+    device: TrainDevice = "auto"
+    """Where to train: ``cpu``, ``cuda`` (a GPU), or ``auto`` (a GPU when there is one)."""
 
     def fingerprint(self) -> str:
         """A hash of the fields that change the run (resuming requires the same one)."""
         fields = dataclasses.asdict(self)
-        for operational in ("checkpoint_every", "eval_every", "threads", "max_dev_examples"):
-            fields.pop(operational)
+        operational = ("checkpoint_every", "eval_every", "threads", "max_dev_examples", "device")
+        for name in operational:
+            fields.pop(name, None)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

@@ -37,7 +37,7 @@ from index.lexical import LexicalSegment
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
-from training.config import ReaderTrainConfig
+from training.config import ReaderTrainConfig, TrainDevice
 from training.reader_export import export_onnx
 
 CHECKPOINT = "checkpoint.pt"
@@ -86,6 +86,7 @@ def train_reader(
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    device = _device(config.device)
     report = progress or (lambda _event: None)
     work_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
@@ -107,6 +108,7 @@ def train_reader(
     )
 
     model: Any = BertForQuestionAnswering.from_pretrained(config.base_model, dtype=torch.float32)
+    model.to(device)
     optimizer = torch.optim.AdamW(
         _parameter_groups(model, config.weight_decay), lr=config.learning_rate
     )
@@ -118,10 +120,11 @@ def train_reader(
     last_step = total_steps if stop_at is None else min(stop_at, total_steps)
     while step < last_step:
         batch = batches[step % len(batches)]
-        inputs = {k: torch.from_numpy(v) for k, v in pad_batch([b.window for b in batch]).items()}
-        starts = torch.tensor([b.start for b in batch])
-        ends = torch.tensor([b.end for b in batch])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        windows = pad_batch([b.window for b in batch])
+        inputs = {k: torch.from_numpy(v).to(device) for k, v in windows.items()}
+        starts = torch.tensor([b.start for b in batch], device=device)
+        ends = torch.tensor([b.end for b in batch], device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             out = model(**inputs, start_positions=starts, end_positions=ends)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -151,11 +154,22 @@ def train_reader(
     model.half().save_pretrained(work_dir / "trained", safe_serialization=True)
     tokenizer.save_pretrained(work_dir / "trained")
     shipped = _export(
-        model.float(), tokenizer, config, metrics, step, output_dir, dev, dev_negatives
+        model.float().cpu(), tokenizer, config, metrics, step, output_dir, dev, dev_negatives
     )
     shutil.copy(output_dir / TRAINING_RECORD, work_dir / "trained" / TRAINING_RECORD)
     report({"event": "shipped", "step": step, **dataclasses.asdict(shipped)})
     return shipped
+
+
+def _device(wanted: TrainDevice) -> Any:
+    """The torch device to train on (``auto``: the GPU when there is one)."""
+    import torch
+
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training on cuda was asked for, but PyTorch sees no GPU")
+    return torch.device(wanted)
 
 
 def _warmup_then_decay(warmup: int, total: int) -> Callable[[int], float]:
@@ -281,7 +295,7 @@ def _resume(
 
     if not path.exists():
         return 0
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)  # then onto the model
     if state["fingerprint"] != config.fingerprint():
         raise ValueError(
             f"{path} was written by a run with another configuration; "
@@ -345,9 +359,11 @@ def predict(
     """The reader's best span per (question, passage) pair, with PyTorch."""
     import torch
 
+    device = next(model.parameters()).device
+
     def score(feed: dict[str, Any]) -> tuple[Any, Any]:
-        out = model(**{name: torch.from_numpy(array) for name, array in feed.items()})
-        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+        out = model(**{name: torch.from_numpy(array).to(device) for name, array in feed.items()})
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 
     model.eval()
     windows = make_windows(tokenizer, questions, passages, spec)

@@ -85,7 +85,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     again = tmp_path / "continued"
     continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
     continued += [*arguments[7:], "--base", str(work / "trained"), "--seed", "14"]
-    continued += ["--negatives-per-question", "0.5"]
+    continued += ["--negatives-per-question", "0.5", "--device", "cpu"]
     third = runner.invoke(app, continued)
     assert third.exit_code == 0, third.output
     later = json.loads((again / "training.json").read_text())
@@ -93,6 +93,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     assert len(later["base"]["weights_sha256"]) == 64
     assert later["config"]["split_seed"] == record["config"]["split_seed"]
     assert later["config"]["negatives_per_question"] == 0.5
+    assert later["config"]["device"] == "cpu"
     card = (again / "README.md").read_text()
     assert "an earlier reader of this project" in card
     assert "50% of the training questions" in card
