@@ -405,22 +405,27 @@ class RecordStore:
 
     def chunk_vectors(self, rowids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
         """The vectors of these chunks (those still stored), by row id."""
-        rows = list(self._select_rows("c.rowid, c.vector", rowids))
+        rows = list(self._select_rows("c.rowid, c.vector", rowids, "FROM chunks c"))
         vectors = decode_chunk_vectors([row[1] for row in rows], self.dimension())
         return {row[0]: vector for row, vector in zip(rows, vectors, strict=True)}
 
     def sentence_vectors(self, rowids: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
         """For each of these chunks, its sentence vectors (a row per sentence), by row id."""
         dimension = self.dimension()
-        found = self._select_rows("c.rowid, c.sentence_vectors, c.sentence_scales", rowids)
+        columns = "c.rowid, c.sentence_vectors, c.sentence_scales"
+        found = self._select_rows(columns, rowids, "FROM chunks c")
         return {row[0]: dequantise(row[1], row[2], dimension) for row in found}
 
-    def _select_rows(self, columns: str, rowids: Sequence[int]) -> Iterable[tuple[Any, ...]]:
+    def _select_rows(
+        self, columns: str, rowids: Sequence[int], source: str = _FROM_CHUNKS
+    ) -> Iterable[tuple[Any, ...]]:
+        """``columns`` of these chunks' rows (``c``; ``a``, their articles, unless
+        ``source`` leaves them out), 500 row ids a query."""
         for start in range(0, len(rowids), 500):
             batch = [int(r) for r in rowids[start : start + 500]]
             marks = ",".join("?" * len(batch))
             yield from self.connection.execute(
-                f"SELECT {columns} {_FROM_CHUNKS} WHERE c.rowid IN ({marks})", batch
+                f"SELECT {columns} {source} WHERE c.rowid IN ({marks})", batch
             )
 
     def chunk_rowids(self, where: ArticleFilter) -> set[int]:
