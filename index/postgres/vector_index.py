@@ -53,47 +53,53 @@ def build_due(chunks: int, indexed_chunks: int, exact_search_below: int) -> bool
 
 def build_if_due(connection: Connection, exact_search_below: int, *, force: bool) -> bool:
     """Build the vector index if it is due (or ``force``, over any non-empty table) and
-    no other process is building it; ``True`` when it built one. ``connection`` is the
-    primary's, autocommit, without a statement timeout."""
+    no other process is building it; ``True`` when it built one, ``False`` also when a
+    rebuild cancelled it (:func:`stop_builds`). ``connection`` is the primary's,
+    autocommit, without a statement timeout."""
     locked = connection.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK,)).fetchone()
     if not (locked and locked[0]):
         return False
     try:
-        state = connection.execute(
-            "SELECT chunks, vector_index_chunks, created_at FROM meta"
-        ).fetchone()
-        if state is None:
-            return False
-        chunks, indexed_chunks, created_at = int(state[0]), int(state[1]), state[2]
-        if not (chunks > 0 if force else build_due(chunks, indexed_chunks, exact_search_below)):
-            return False
-        older = []
-        for name, valid in vector_indexes(connection):
-            if valid:
-                older.append(name)
-            else:  # left by a build cut short
-                connection.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'.encode())
-        lists = ivf_lists(chunks)
-        sample_mb = lists * 50 * (8 + 2 * embedding_dimension(connection)) // 2**20
-        connection.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY_MB + sample_mb}MB'".encode())
-        try:
-            connection.execute(
-                f'CREATE INDEX CONCURRENTLY "chunks_embedding_{uuid.uuid4().hex[:12]}" ON chunks'
-                f" USING ivfflat (embedding halfvec_ip_ops) WITH (lists = {lists})".encode()
-            )
-        except psycopg.errors.QueryCanceled:  # by a rebuild: its invalid index is dropped
-            return False
-        finally:
-            connection.execute("RESET maintenance_work_mem")
-        connection.execute(  # unless a rebuild replaced the corpus meanwhile
-            "UPDATE meta SET vector_index_chunks = %s WHERE created_at = %s",
-            (chunks, created_at),
-        )
-        for name in older:
-            connection.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'.encode())
-        return True
+        return _build_if_due(connection, exact_search_below, force)
+    except psycopg.errors.QueryCanceled:  # what it built is invalid: the rebuild drops it
+        return False
     finally:
         connection.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
+
+
+def _build_if_due(connection: Connection, exact_search_below: int, force: bool) -> bool:
+    """:func:`build_if_due` under the build lock."""
+    state = connection.execute(
+        "SELECT chunks, vector_index_chunks, created_at FROM meta"
+    ).fetchone()
+    if state is None:
+        return False
+    chunks, indexed_chunks, created_at = int(state[0]), int(state[1]), state[2]
+    if not (chunks > 0 if force else build_due(chunks, indexed_chunks, exact_search_below)):
+        return False
+    older = []
+    for name, valid in vector_indexes(connection):
+        if valid:
+            older.append(name)
+        else:  # left by a build cut short
+            connection.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'.encode())
+    lists = ivf_lists(chunks)
+    sample_mb = lists * 50 * (8 + 2 * embedding_dimension(connection)) // 2**20
+    connection.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY_MB + sample_mb}MB'".encode())
+    try:
+        connection.execute(
+            f'CREATE INDEX CONCURRENTLY "chunks_embedding_{uuid.uuid4().hex[:12]}" ON chunks'
+            f" USING ivfflat (embedding halfvec_ip_ops) WITH (lists = {lists})".encode()
+        )
+    finally:
+        connection.execute("RESET maintenance_work_mem")
+    connection.execute(  # unless a rebuild replaced the corpus meanwhile
+        "UPDATE meta SET vector_index_chunks = %s WHERE created_at = %s",
+        (chunks, created_at),
+    )
+    for name in older:
+        connection.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'.encode())
+    return True
 
 
 STOP_BUILDS_TIMEOUT_S = 30.0
