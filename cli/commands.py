@@ -19,7 +19,7 @@ from rag.settings import PROJECT_ROOT, SHARED_DATA, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
 from rag.writing import ProgressCallback
-from training.config import ReaderTrainConfig, TrainDevice, config_default
+from training.config import ReaderTrainConfig, TrainDevice, TrainingSetupError, config_default
 
 SQUADSHIFTS = SHARED_DATA / "squadshifts"
 TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
@@ -388,7 +388,11 @@ def train_reader(
         if event["event"] != "step" or int(str(event["step"])) % 100 == 0:
             console.print(escape(json.dumps(event)))
 
-    metrics = run_training(config, work_dir, output, record, stop_at)
+    try:
+        metrics = run_training(config, work_dir, output, record, stop_at)
+    except TrainingSetupError as error:
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from None
     console.print(
         f"reader written to {output}: dev F1 {metrics.f1:.3f}, EM {metrics.exact_match:.3f}"
     )

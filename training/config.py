@@ -15,6 +15,11 @@ from rag.reader.windows import WindowSpec
 TrainDevice = Literal["auto", "cpu", "cuda"]
 
 
+class TrainingSetupError(ValueError):
+    """A run that cannot start as asked (the message says why): a device that is not
+    there, or a checkpoint of another configuration in the work directory."""
+
+
 @dataclass(frozen=True)
 class ReaderTrainConfig:
     """Everything that determines a training run (recorded with the model)."""

@@ -37,7 +37,7 @@ from index.lexical import LexicalSegment
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
-from training.config import ReaderTrainConfig, TrainDevice
+from training.config import ReaderTrainConfig, TrainDevice, TrainingSetupError
 from training.reader_export import export_onnx
 
 CHECKPOINT = "checkpoint.pt"
@@ -168,7 +168,7 @@ def _device(wanted: TrainDevice) -> Any:
     if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if wanted == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training on cuda was asked for, but PyTorch sees no GPU")
+        raise TrainingSetupError("training on cuda was asked for, but PyTorch sees no GPU")
     return torch.device(wanted)
 
 
@@ -297,7 +297,7 @@ def _resume(
         return 0
     state = torch.load(path, map_location="cpu", weights_only=False)  # then onto the model
     if state["fingerprint"] != config.fingerprint():
-        raise ValueError(
+        raise TrainingSetupError(
             f"{path} was written by a run with another configuration; "
             "delete it or use another work directory"
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli.commands import SQUADSHIFTS, app
@@ -48,6 +49,9 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     events = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     planned = next(e for e in events if e["event"] == "data")["steps"]
     assert planned > 2 and next(e for e in events if e["event"] == "shipped")["step"] == 2
+
+    other = runner.invoke(app, [*arguments, "--seed", "99"])
+    assert other.exit_code == 2 and "another configuration" in other.output
 
     second = runner.invoke(app, arguments)
     assert second.exit_code == 0, second.output
@@ -122,3 +126,13 @@ def test_a_recorded_configuration_reads_back_as_it_was() -> None:
     assert ReaderTrainConfig.from_record(recorded) == config
     del recorded["split_seed"]  # records from before it was kept split by the seed
     assert ReaderTrainConfig.from_record(recorded).split_seed == 14
+
+
+@pytest.mark.skipif(not DATA.is_file(), reason=f"training data not found: {DATA}")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_training_on_a_gpu_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
+    arguments = ["train-reader", "--data", str(DATA), "--work-dir", str(tmp_path / "work")]
+    result = CliRunner().invoke(
+        app, [*arguments, "--output", str(tmp_path / "out"), "--device", "cuda"]
+    )
+    assert result.exit_code == 2 and "PyTorch sees no GPU" in result.output
