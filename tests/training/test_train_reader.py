@@ -17,8 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from cli.commands import SQUADSHIFTS, app
+from eval.datasets import QAExample
 from rag.reader.model import SpanReader, window_spec
 from training.config import ReaderTrainConfig
+from training.reader import _removal_negatives
 
 DATA = SQUADSHIFTS / "new_wiki_v1.0.json"
 
@@ -90,6 +92,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
     continued += [*arguments[7:], "--base", str(work / "trained"), "--seed", "14"]
     continued += ["--negatives-per-question", "0.5", "--device", "cpu"]
+    continued += ["--removal-negatives-per-question", "0.5"]
     third = runner.invoke(app, continued)
     assert third.exit_code == 0, third.output
     later = json.loads((again / "training.json").read_text())
@@ -101,6 +104,8 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     card = (again / "README.md").read_text()
     assert "an earlier reader of this project" in card
     assert "50% of the training questions" in card
+    assert "own paragraph less the sentences that hold its" in card
+    assert later["fingerprint"] != record["fingerprint"]
 
 
 def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
@@ -136,3 +141,16 @@ def test_training_on_a_gpu_that_is_not_there_is_a_clear_error(tmp_path: Path) ->
         app, [*arguments, "--output", str(tmp_path / "out"), "--device", "cuda"]
     )
     assert result.exit_code == 2 and "PyTorch sees no GPU" in result.output
+
+
+def test_answer_removal_negatives_keep_the_topic_but_not_the_answer() -> None:
+    context = (
+        "The bridge opened in 1932. It was built by Dorman Long. Engineers praised its single arch."
+    )
+    builder = ("Dorman Long", context.index("Dorman Long"))
+    asked = QAExample("q1", "Who built the bridge?", context, (builder,), "wiki/Bridge")
+    told_twice = context + " It opened in 1932, they said."
+    opened = QAExample("q2", "When did it open?", told_twice, (("1932", 21),), "wiki/Bridge")
+    pairs = _removal_negatives([asked, opened], 1.0, seed=0)
+    assert pairs == [(asked, "The bridge opened in 1932. Engineers praised its single arch.")]
+    assert _removal_negatives([asked, opened], 0.0, seed=0) == []
