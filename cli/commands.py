@@ -313,7 +313,8 @@ def train_reader(
         Path | None,
         typer.Option(
             help="Start from these weights: an earlier reader's `trained` folder (in its work "
-            "directory) to continue training it (default: the packaged MiniLM)."
+            "directory), or a shipped reader such as models/reader (its weights read back from "
+            "its graph), to continue training it (default: the packaged MiniLM)."
         ),
     ] = None,
     epochs: Annotated[float, typer.Option(min=0.0)] = config_default("epochs"),

@@ -35,11 +35,12 @@ from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
 from eval.metrics import exact_match, f1_score
 from index.lexical import LexicalSegment
 from rag.chunking import SentenceSplitter
-from rag.reader.model import TRAINING_RECORD, SpanReader
+from rag.reader.model import GRAPH_FILE, TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
 from training.config import ReaderTrainConfig, TrainDevice, TrainingSetupError
 from training.reader_export import export_onnx
+from training.shipped_base import WEIGHTS_FILE, is_shipped_reader, recover_base
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -90,7 +91,8 @@ def train_reader(
     device = _device(config.device)
     report = progress or (lambda _event: None)
     work_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+    base = _starting_weights(Path(config.base_model), work_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base)
     train, dev = _split(config)
     train_negatives = _negatives(train, config.negatives_per_question, config.seed)
     train_negatives += _removal_negatives(train, config.removal_negatives_per_question, config.seed)
@@ -109,7 +111,7 @@ def train_reader(
         }
     )
 
-    model: Any = BertForQuestionAnswering.from_pretrained(config.base_model, dtype=torch.float32)
+    model: Any = BertForQuestionAnswering.from_pretrained(base, dtype=torch.float32)
     model.to(device)
     optimizer = torch.optim.AdamW(
         _parameter_groups(model, config.weight_decay), lr=config.learning_rate
@@ -434,10 +436,16 @@ def _export(
     return shipped
 
 
+def _starting_weights(base: Path, work_dir: Path) -> Path:
+    """The directory to load the starting weights from: ``base`` itself, or for a shipped
+    reader (a graph, no float weights) its weights read back into ``work_dir``."""
+    return recover_base(base, work_dir / "base") if is_shipped_reader(base) else base
+
+
 def _base_record(base: Path) -> dict[str, Any]:
-    """The starting weights: their hash and, for a reader continued from an earlier run of
-    this trainer, that run's record."""
-    weights = base / "model.safetensors"
+    """The starting weights: their hash (of the graph, for a shipped reader) and, for a
+    reader continued from an earlier run of this trainer, that run's record."""
+    weights = base / (GRAPH_FILE if is_shipped_reader(base) else WEIGHTS_FILE)
     record: dict[str, Any] = {"weights_sha256": _sha256(weights) if weights.is_file() else None}
     if (base / TRAINING_RECORD).is_file():
         record["training"] = json.loads((base / TRAINING_RECORD).read_text())

@@ -87,10 +87,11 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     [reading] = SpanReader(output, threads=1).read("When did the harbour reopen?", [passage])
     assert reading is not None and 0 <= reading.start < reading.end <= len(passage)
 
-    # continue training the shipped weights: same dev split, the earlier run recorded
+    # continue training the shipped reader (its weights read back from its graph): same
+    # dev split, the earlier run recorded
     again = tmp_path / "continued"
     continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
-    continued += [*arguments[7:], "--base", str(work / "trained"), "--seed", "14"]
+    continued += [*arguments[7:], "--base", str(output), "--seed", "14"]
     continued += ["--negatives-per-question", "0.5", "--device", "cpu"]
     continued += ["--removal-negatives-per-question", "0.5"]
     third = runner.invoke(app, continued)

@@ -1,0 +1,112 @@
+"""Continue training from a shipped reader: its float weights, read back from the ONNX graph.
+
+A session's training state (``var/``) does not outlive it, and the repository ships only
+the mostly int8 graph (``models/reader/reader.onnx``). To go on from the shipped reader,
+its weights are read back from that graph: float initialisers as they are, int8 ones
+dequantised (``(q - zero_point) * scale``, per output channel for MatMul weights, per
+tensor for the embedding tables), each named after the PyTorch parameter whose node it
+feeds. Dequantisation keeps the rounding of int8 (half a step per weight); a continued
+run trains it away.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.reader.model import GRAPH_FILE, TRAINING_RECORD
+
+WEIGHTS_FILE = "model.safetensors"
+_COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", TRAINING_RECORD)
+# "/model/bert/encoder/layer.0/attention/self/query/MatMul_quant" -> "bert.encoder.layer.0..."
+_MATMUL_NODE = re.compile(r"^/model/(?P<module>.+)/MatMul(?:_quant)?$")
+_QUANTISED = "_quantized"
+
+
+class ShippedBaseError(ValueError):
+    """A reader graph whose weights cannot all be named (not one this project exports)."""
+
+
+def graph_weights(graph_path: Path) -> dict[str, npt.NDArray[np.float32]]:
+    """The PyTorch state dict (``BertForQuestionAnswering`` names, float32) of a reader
+    graph written by :func:`training.reader_export.export_onnx`."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(graph_path)).graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    weights: dict[str, npt.NDArray[np.float32]] = {}
+    for name, array in arrays.items():
+        if name.startswith("model.") and not _is_quantisation_part(name):
+            weights[name.removeprefix("model.")] = array.astype(np.float32)
+        elif name.startswith("model.") and name.endswith(_QUANTISED):
+            weights[name.removeprefix("model.").removesuffix(_QUANTISED)] = _dequantised(
+                arrays, name.removesuffix(_QUANTISED)
+            )
+    for node in graph.node:
+        match = _MATMUL_NODE.match(node.name)
+        source = node.input[1] if len(node.input) > 1 else ""
+        if match is None or source not in arrays:  # attention's own MatMuls have no weights
+            continue
+        matrix = (
+            _dequantised(arrays, source.removesuffix(_QUANTISED))
+            if source.endswith(_QUANTISED)
+            else arrays[source].astype(np.float32)
+        )
+        # ONNX multiplies by W^T ([in, out]); torch.nn.Linear keeps W ([out, in]).
+        weights[match["module"].replace("/", ".") + ".weight"] = np.ascontiguousarray(matrix.T)
+    unnamed = [n for n in arrays if n.startswith("onnx::") and not _named(n, graph)]
+    if unnamed:
+        raise ShippedBaseError(f"{graph_path}: weights feeding no known layer: {unnamed[:3]}")
+    return weights
+
+
+def recover_base(reader_dir: Path, target_dir: Path) -> Path:
+    """Write ``reader_dir``'s weights (read back from its graph) with its configuration,
+    tokenizer and training record into ``target_dir``, a directory
+    ``BertForQuestionAnswering.from_pretrained`` loads; returns it."""
+    import torch
+    from safetensors.torch import save_file
+
+    missing = [n for n in (GRAPH_FILE, *_COPIED) if not (reader_dir / n).is_file()]
+    if missing:
+        raise ShippedBaseError(f"{reader_dir} is not a shipped reader: no {', '.join(missing)}")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {n: torch.from_numpy(a) for n, a in graph_weights(reader_dir / GRAPH_FILE).items()}
+    save_file(tensors, str(target_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    for name in _COPIED:
+        shutil.copyfile(reader_dir / name, target_dir / name)
+    return target_dir
+
+
+def is_shipped_reader(directory: Path) -> bool:
+    """Whether ``directory`` holds a reader graph but no float weights to start from."""
+    return (directory / GRAPH_FILE).is_file() and not (directory / WEIGHTS_FILE).is_file()
+
+
+def _is_quantisation_part(name: str) -> bool:
+    return name.endswith((_QUANTISED, "_scale", "_zero_point"))
+
+
+def _dequantised(arrays: dict[str, Any], stem: str) -> npt.NDArray[np.float32]:
+    values = np.asarray(arrays[stem + _QUANTISED], dtype=np.float32)
+    zero_point = np.asarray(arrays[stem + "_zero_point"], dtype=np.float32)
+    scale = np.asarray(arrays[stem + "_scale"], dtype=np.float32)
+    dequantised: npt.NDArray[np.float32] = (values - zero_point) * scale
+    return dequantised
+
+
+def _named(initialiser: str, graph: Any) -> bool:
+    """Whether a MatMul weight feeds a node :data:`_MATMUL_NODE` names."""
+    stem = initialiser
+    for suffix in (_QUANTISED, "_scale", "_zero_point"):
+        stem = stem.removesuffix(suffix)
+    return any(
+        _MATMUL_NODE.match(node.name) and node.input[1] in (stem, stem + _QUANTISED)
+        for node in graph.node
+    )
