@@ -5,8 +5,9 @@ the mostly int8 graph (``models/reader/reader.onnx``). To go on from the shipped
 its weights are read back from that graph: float initialisers as they are, int8 ones
 dequantised (``(q - zero_point) * scale``, per output channel for MatMul weights, per
 tensor for the embedding tables), each named after the PyTorch parameter whose node it
-feeds. Dequantisation keeps the rounding of int8 (half a step per weight); a continued
-run trains it away.
+feeds. Dequantisation keeps the rounding of int8 (up to half a step per weight): the
+second-epoch reader read back scores dev F1 .736 in PyTorch, against .746 for the float
+weights it was exported from.
 """
 
 from __future__ import annotations
