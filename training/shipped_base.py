@@ -27,6 +27,7 @@ _COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", TRAINING_RE
 # "/model/bert/encoder/layer.0/attention/self/query/MatMul_quant" -> "bert.encoder.layer.0..."
 _MATMUL_NODE = re.compile(r"^/model/(?P<module>.+)/MatMul(?:_quant)?$")
 _QUANTISED = "_quantized"
+_PARTS = (_QUANTISED, "_scale", "_zero_point")
 
 
 class ShippedBaseError(ValueError):
@@ -41,27 +42,23 @@ def graph_weights(graph_path: Path) -> dict[str, npt.NDArray[np.float32]]:
 
     graph = onnx.load(str(graph_path)).graph
     arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    weights: dict[str, npt.NDArray[np.float32]] = {}
-    for name, array in arrays.items():
-        if name.startswith("model.") and not _is_quantisation_part(name):
-            weights[name.removeprefix("model.")] = array.astype(np.float32)
-        elif name.startswith("model.") and name.endswith(_QUANTISED):
-            weights[name.removeprefix("model.").removesuffix(_QUANTISED)] = _dequantised(
-                arrays, name.removesuffix(_QUANTISED)
-            )
+    stems = {_stem(name) for name in arrays}
+    weights = {
+        stem.removeprefix("model."): _weight(arrays, stem)
+        for stem in stems
+        if stem.startswith("model.")  # named after their module by the exporter
+    }
+    used: set[str] = set()
     for node in graph.node:
         match = _MATMUL_NODE.match(node.name)
-        source = node.input[1] if len(node.input) > 1 else ""
-        if match is None or source not in arrays:  # attention's own MatMuls have no weights
+        source = _stem(node.input[1]) if len(node.input) > 1 else ""
+        if match is None or source not in stems:  # attention's own MatMuls have no weights
             continue
-        matrix = (
-            _dequantised(arrays, source.removesuffix(_QUANTISED))
-            if source.endswith(_QUANTISED)
-            else arrays[source].astype(np.float32)
-        )
+        used.add(source)
         # ONNX multiplies by W^T ([in, out]); torch.nn.Linear keeps W ([out, in]).
-        weights[match["module"].replace("/", ".") + ".weight"] = np.ascontiguousarray(matrix.T)
-    unnamed = [n for n in arrays if n.startswith("onnx::") and not _named(n, graph)]
+        matrix = _weight(arrays, source).T
+        weights[match["module"].replace("/", ".") + ".weight"] = np.ascontiguousarray(matrix)
+    unnamed = sorted(s for s in stems if s.startswith("onnx::") and s not in used)
     if unnamed:
         raise ShippedBaseError(f"{graph_path}: weights feeding no known layer: {unnamed[:3]}")
     return weights
@@ -90,24 +87,21 @@ def is_shipped_reader(directory: Path) -> bool:
     return (directory / GRAPH_FILE).is_file() and not (directory / WEIGHTS_FILE).is_file()
 
 
-def _is_quantisation_part(name: str) -> bool:
-    return name.endswith((_QUANTISED, "_scale", "_zero_point"))
+def _stem(name: str) -> str:
+    """An initialiser's weight: ``x`` for ``x`` and for its int8 parts ``x_quantized``,
+    ``x_scale`` and ``x_zero_point``."""
+    for suffix in _PARTS:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
 
 
-def _dequantised(arrays: dict[str, Any], stem: str) -> npt.NDArray[np.float32]:
+def _weight(arrays: dict[str, Any], stem: str) -> npt.NDArray[np.float32]:
+    """A weight in float32: as stored, or dequantised from its int8 parts."""
+    if stem in arrays:
+        return np.asarray(arrays[stem], dtype=np.float32)
     values = np.asarray(arrays[stem + _QUANTISED], dtype=np.float32)
     zero_point = np.asarray(arrays[stem + "_zero_point"], dtype=np.float32)
     scale = np.asarray(arrays[stem + "_scale"], dtype=np.float32)
     dequantised: npt.NDArray[np.float32] = (values - zero_point) * scale
     return dequantised
-
-
-def _named(initialiser: str, graph: Any) -> bool:
-    """Whether a MatMul weight feeds a node :data:`_MATMUL_NODE` names."""
-    stem = initialiser
-    for suffix in (_QUANTISED, "_scale", "_zero_point"):
-        stem = stem.removesuffix(suffix)
-    return any(
-        _MATMUL_NODE.match(node.name) and node.input[1] in (stem, stem + _QUANTISED)
-        for node in graph.node
-    )
