@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.clients import Answerer, StoredArticle
-from eval.datasets import Example
+from eval.datasets import Example, QuestionSet
 from eval.metrics import (
     Judgement,
     Metrics,
@@ -156,12 +156,49 @@ class VariantResult:
     split: str
     metrics: Metrics
     questions: list[QuestionResult] = field(repr=False)
+    source: str | None = None
+    """The file whose articles' questions alone this result covers (a per-source
+    breakdown, see :func:`by_source`); ``None``: every question of the split."""
 
     @staticmethod
-    def of(variant: str, dataset: str, split: str, results: list[QuestionResult]) -> VariantResult:
+    def of(
+        variant: str,
+        dataset: str,
+        split: str,
+        results: list[QuestionResult],
+        source: str | None = None,
+    ) -> VariantResult:
         return VariantResult(
-            variant, dataset, split, summarise([r.judgement for r in results]), results
+            variant, dataset, split, summarise([r.judgement for r in results]), results, source
         )
+
+    @property
+    def title(self) -> str:
+        """``set / split``, and the source file's stem for a per-source breakdown."""
+        return f"{self.dataset} / {self.split}" + (f": {self.source}" if self.source else "")
+
+
+def by_source(result: VariantResult, questions: QuestionSet) -> list[VariantResult]:
+    """``result`` again over the questions of each file their gold article came from, when
+    there are several (SQuADShifts: Wikipedia, Reddit, Amazon reviews), so that a mix does
+    not hide a domain (``source``: the file's stem). None for a single file."""
+    source_of = {article.id: article.source for article in questions.articles}
+    sources = {
+        e.id: source_of.get(e.article or next(iter(e.excluded), "")) for e in questions.examples
+    }
+    files = sorted({s for s in sources.values() if s is not None})
+    if len(files) < 2:
+        return []
+    return [
+        VariantResult.of(
+            result.variant,
+            result.dataset,
+            result.split,
+            [q for q in result.questions if sources.get(q.id) == file],
+            source=Path(file).stem,
+        )
+        for file in files
+    ]
 
 
 @dataclass(frozen=True)

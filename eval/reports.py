@@ -25,14 +25,10 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def metrics_tables(results: Sequence[VariantResult]) -> list[Table]:
-    """One table per (question set, split): a row per variant, a column per metric."""
-    panels = list(dict.fromkeys((r.dataset, r.split) for r in results))
-    return [
-        _table(
-            f"{dataset} / {split}", [r for r in results if (r.dataset, r.split) == (dataset, split)]
-        )
-        for dataset, split in panels
-    ]
+    """One table per (question set, split, source file breakdown): a row per variant, a
+    column per metric."""
+    panels = list(dict.fromkeys(r.title for r in results))
+    return [_table(title, [r for r in results if r.title == title]) for title in panels]
 
 
 def _table(title: str, rows: Sequence[VariantResult]) -> Table:
@@ -89,6 +85,7 @@ def _result_record(result: VariantResult, with_questions: bool) -> dict[str, Any
     record: dict[str, Any] = {
         "dataset": result.dataset,
         "split": result.split,
+        "source": result.source,
         "variant": result.variant,
         "metrics": dataclasses.asdict(result.metrics),
     }
@@ -109,7 +106,9 @@ def write_json(
     payload = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **context,
-        "results": [_result_record(r, r.variant in detailed_variants) for r in results],
+        "results": [
+            _result_record(r, r.variant in detailed_variants and r.source is None) for r in results
+        ],
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path

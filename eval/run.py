@@ -27,7 +27,14 @@ from eval.datasets import (
     with_removal,
 )
 from eval.fetch import nyt_questions
-from eval.harness import ClosedResult, RunOptions, VariantResult, ask_all, read_closed
+from eval.harness import (
+    ClosedResult,
+    RunOptions,
+    VariantResult,
+    ask_all,
+    by_source,
+    read_closed,
+)
 from eval.metrics import reliability
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
@@ -230,9 +237,10 @@ class Evaluation:
         answerer = HttpAnswerer(url)
         try:
             return [
-                self._ask(answerer, "service", name, split, subset)
+                result
                 for name, questions in sets.items()
                 for split, subset in self.splits(name, questions)
+                for result in self._ask(answerer, "service", name, split, subset)
             ]
         finally:
             answerer.close()
@@ -245,8 +253,8 @@ class Evaluation:
             for variant in chosen:
                 pipeline = self._variant(base, variant)
                 for split, subset in self.splits(name, questions, removal=True):
-                    results.append(
-                        self._ask(InProcessAnswerer(pipeline), variant.name, name, split, subset)
+                    results += self._ask(
+                        InProcessAnswerer(pipeline), variant.name, name, split, subset
                     )
         return results
 
@@ -283,7 +291,8 @@ class Evaluation:
 
     def _ask(
         self, answerer: Answerer, variant: str, name: str, split: str, subset: QuestionSet
-    ) -> VariantResult:
+    ) -> list[VariantResult]:
+        """The subset's result, then the same per source file where it mixes several."""
         label = f"{name}/{split} · {variant}"
         started = time.perf_counter()
         with self._progress() as progress:
@@ -294,7 +303,8 @@ class Evaluation:
         self.log.print(
             f"{label}: {len(outcomes)} questions in {time.perf_counter() - started:.0f} s"
         )
-        return VariantResult.of(variant, name, split, outcomes)
+        whole = VariantResult.of(variant, name, split, outcomes)
+        return [whole, *by_source(whole, subset)]
 
     # -- calibration -------------------------------------------------------------
     def _calibrate(self) -> dict[str, Any]:
@@ -351,8 +361,9 @@ class Evaluation:
             directory / "eval-report.json", results, context, detailed_variants=[default, "service"]
         )
         same_retrieval = {v.name for v in VARIANTS if v.answerer != "reader"}
+        whole = [r for r in results if r.source is None]  # plots leave breakdowns out
         recall_path = plots.recall_curves(
-            [r for r in results if r.variant not in same_retrieval], directory / "recall-at-k.png"
+            [r for r in whole if r.variant not in same_retrieval], directory / "recall-at-k.png"
         )
         curves = [
             (
@@ -362,7 +373,7 @@ class Evaluation:
                     [c for q in r.questions for c in q.judgement.correct],
                 ),
             )
-            for r in results
+            for r in whole
             if r.variant in (default, "service")
         ]
         reliability_path = plots.reliability_diagram(curves, directory / "reliability.png")

@@ -12,9 +12,10 @@ from typing import ClassVar
 import pytest
 
 from eval.clients import HttpAnswerer, InProcessAnswerer
-from eval.datasets import Example, load_jsonl
-from eval.harness import RunOptions, VariantResult, ask_all
-from eval.metrics import summarise
+from eval.datasets import Example, QuestionSet, load_jsonl
+from eval.harness import QuestionResult, RunOptions, VariantResult, ask_all, by_source
+from eval.metrics import Judgement, summarise
+from rag.articles import create_article
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import PROJECT_ROOT, Settings
@@ -178,3 +179,32 @@ def test_http_client_reports_unknown_articles(stub: Stub) -> None:
     finally:
         answerer.close()
     assert stored is not None and stored.source == "eu.txt"
+
+
+def _asked(example: Example, right: bool) -> QuestionResult:
+    judgement = Judgement(example.answerable, 1, (right,), float(right), float(right), 1, 1, 5.0)
+    return QuestionResult(example.id, "dev", example.question, example.answers, judgement, (), ())
+
+
+def test_a_set_mixing_source_files_is_broken_down_by_file() -> None:
+    wiki = create_article("Bridge", "The bridge opened in 1932.", id="w1", source="new_wiki.json")
+    review = create_article("Kettle", "It boils fast.", id="a1", source="amazon.json")
+    examples = (
+        Example("q1", "When did the bridge open?", ("1932",), "w1", "dev"),
+        Example("q2", "How fast does it boil?", ("fast",), "a1", "dev"),
+        Example("q3", "How fast does it boil?", (), None, "dev", excluded=("a1",)),
+    )
+    questions = QuestionSet("shifts", examples, (wiki, review))
+    asked = [_asked(e, right) for e, right in zip(examples, (True, False, False), strict=True)]
+    whole = VariantResult.of("reader", "shifts", "dev", asked)
+    parts = by_source(whole, questions)
+    assert [(p.source, p.title) for p in parts] == [
+        ("amazon", "shifts / dev: amazon"),
+        ("new_wiki", "shifts / dev: new_wiki"),
+    ]
+    amazon, new_wiki = parts
+    assert [q.id for q in amazon.questions] == ["q2", "q3"]  # removal: by its excluded article
+    assert (amazon.metrics.answerable, amazon.metrics.unanswerable) == (1, 1)
+    assert new_wiki.metrics.accuracy == 1.0 and amazon.metrics.accuracy == 0.0
+    one_file = QuestionSet("squad", examples[:1], (wiki,))
+    assert by_source(whole, one_file) == []
