@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,10 +64,16 @@ class Encoder(Protocol):
 
 
 def offline() -> None:
-    """Keep Hugging Face libraries off the network."""
+    """Keep Hugging Face libraries off the network, and their progress bars off the
+    terminal unless ``HF_HUB_DISABLE_PROGRESS_BARS`` says otherwise."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and "transformers" in sys.modules:
+        # transformers reads the variable once, when imported: tell it if that was earlier
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def load_sentence_transformer(model_path: Path, threads: int) -> SentenceTransformer:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rag.chunking import SentenceSplitter
-from rag.embedding import Embedder, pool_sentences, vector_space
-from rag.encoders import TokenVectors
+from rag.embedding import Embedder, packaged_model_path, pool_sentences, vector_space
+from rag.encoders import TokenVectors, load_sentence_transformer
 from rag.settings import Settings
 
 TEXTS = [
@@ -109,3 +109,17 @@ def test_sentence_vectors_pick_out_the_sentence_a_question_is_about(embedder: Em
     pooled = embedder.embed_passages([text], [spans])
     question = embedder.embed_query("What aid did Macron commit?")
     assert int(np.argmax(pooled.sentences[0] @ question)) == 1
+
+
+def test_loading_the_model_draws_no_progress_bar_even_after_an_earlier_transformers_import(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from transformers.utils import logging
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # as on an earlier import
+    try:
+        load_sentence_transformer(packaged_model_path(), threads=1)
+        assert "Loading weights" not in capfd.readouterr().err
+    finally:
+        logging.disable_progress_bar()  # type: ignore[no-untyped-call]
