@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag.reader.model import GRAPH_FILE, TRAINING_RECORD
+from training.config import TrainingSetupError
 
 WEIGHTS_FILE = "model.safetensors"
 _COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", TRAINING_RECORD)
@@ -30,8 +31,9 @@ _QUANTISED = "_quantized"
 _PARTS = (_QUANTISED, "_scale", "_zero_point")
 
 
-class ShippedBaseError(ValueError):
-    """A reader graph whose weights cannot all be named (not one this project exports)."""
+class ShippedBaseError(TrainingSetupError):
+    """A folder that is not a shipped reader, or a graph whose weights cannot all be
+    named (not one this project exports): ``rag train-reader`` reports it and exits 2."""
 
 
 def graph_weights(graph_path: Path) -> dict[str, npt.NDArray[np.float32]]:

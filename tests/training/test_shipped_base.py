@@ -9,7 +9,9 @@ import onnxruntime
 import pytest
 import torch
 from transformers import AutoTokenizer, BertForQuestionAnswering
+from typer.testing import CliRunner
 
+from cli.commands import app
 from rag.reader.model import GRAPH_FILE
 from rag.settings import PROJECT_ROOT
 from training.shipped_base import ShippedBaseError, is_shipped_reader, recover_base
@@ -51,3 +53,8 @@ def test_a_folder_that_is_not_a_shipped_reader_is_refused(tmp_path: Path) -> Non
     (tmp_path / GRAPH_FILE).write_bytes(b"")
     with pytest.raises(ShippedBaseError, match=r"not a shipped reader: no config\.json"):
         recover_base(tmp_path, tmp_path / "base")
+    (tmp_path / "config.json").write_text("{}")
+    arguments = ["train-reader", "--base", str(tmp_path), "--work-dir", str(tmp_path / "work")]
+    result = CliRunner().invoke(app, [*arguments, "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "not a shipped reader: no tokenizer.json" in result.output
