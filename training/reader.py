@@ -35,7 +35,7 @@ from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
 from eval.metrics import exact_match, f1_score
 from index.lexical import LexicalSegment
 from rag.chunking import SentenceSplitter
-from rag.reader.model import GRAPH_FILE, TRAINING_RECORD, SpanReader
+from rag.reader.model import TRAINING_RECORD, SpanReader
 from rag.reader.spans import Reading, read_windows
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
 from training.config import ReaderTrainConfig, TrainDevice, TrainingSetupError
@@ -158,7 +158,7 @@ def train_reader(
     model.half().save_pretrained(work_dir / "trained", safe_serialization=True)
     tokenizer.save_pretrained(work_dir / "trained")
     shipped = _export(
-        model.float().cpu(), tokenizer, config, metrics, step, output_dir, dev, dev_negatives
+        model.float().cpu(), tokenizer, config, base, metrics, step, output_dir, dev, dev_negatives
     )
     shutil.copy(output_dir / TRAINING_RECORD, work_dir / "trained" / TRAINING_RECORD)
     report({"event": "shipped", "step": step, **dataclasses.asdict(shipped)})
@@ -405,14 +405,15 @@ def _export(
     model: Any,
     tokenizer: Any,
     config: ReaderTrainConfig,
+    base: Path,
     fp32: DevMetrics,
     steps: int,
     output_dir: Path,
     dev: Sequence[QAExample],
     negatives: Sequence[tuple[QAExample, str]],
 ) -> DevMetrics:
-    """Write the ONNX reader, its record and card to ``output_dir`` (atomically);
-    returns the shipped graph's dev metrics."""
+    """Write the ONNX reader, its record (``base``: the starting weights as loaded) and
+    card to ``output_dir`` (atomically); returns the shipped graph's dev metrics."""
     staging = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     export_onnx(model, tokenizer, staging)
@@ -421,7 +422,7 @@ def _export(
         "config": dataclasses.asdict(config),
         "fingerprint": config.fingerprint(),
         "data_sha256": {Path(p).name: _sha256(Path(p)) for p in config.data_files},
-        "base": _base_record(Path(config.base_model)),
+        "base": _base_record(base),
         "steps": steps,
         "dev_fp32": dataclasses.asdict(fp32),
         "trained": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -438,14 +439,20 @@ def _export(
 
 def _starting_weights(base: Path, work_dir: Path) -> Path:
     """The directory to load the starting weights from: ``base`` itself, or for a shipped
-    reader (a graph, no float weights) its weights read back into ``work_dir``."""
-    return recover_base(base, work_dir / "base") if is_shipped_reader(base) else base
+    reader (a graph, no float weights) its weights read back into ``work_dir``, once: a
+    resumed run keeps that copy, even when the run has since shipped over ``base``."""
+    if not is_shipped_reader(base):
+        return base
+    recovered = work_dir / "base"
+    if (work_dir / CHECKPOINT).is_file() and (recovered / WEIGHTS_FILE).is_file():
+        return recovered
+    return recover_base(base, recovered)
 
 
 def _base_record(base: Path) -> dict[str, Any]:
-    """The starting weights: their hash (of the graph, for a shipped reader) and, for a
-    reader continued from an earlier run of this trainer, that run's record."""
-    weights = base / (GRAPH_FILE if is_shipped_reader(base) else WEIGHTS_FILE)
+    """The starting weights (as loaded): their hash and, for a reader continued from an
+    earlier run of this trainer, that run's record."""
+    weights = base / WEIGHTS_FILE
     record: dict[str, Any] = {"weights_sha256": _sha256(weights) if weights.is_file() else None}
     if (base / TRAINING_RECORD).is_file():
         record["training"] = json.loads((base / TRAINING_RECORD).read_text())

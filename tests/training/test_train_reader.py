@@ -87,13 +87,16 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     [reading] = SpanReader(output, threads=1).read("When did the harbour reopen?", [passage])
     assert reading is not None and 0 <= reading.start < reading.end <= len(passage)
 
-    # continue training the shipped reader (its weights read back from its graph): same
-    # dev split, the earlier run recorded
-    again = tmp_path / "continued"
+    # continue training the shipped reader (its weights read back from its graph) and ship
+    # over it, as `--base models/reader` does by default; stop early, then resume: the
+    # record names the reader it started from, not the early ship it replaced
+    again = output
     continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
     continued += [*arguments[7:], "--base", str(output), "--seed", "14"]
     continued += ["--negatives-per-question", "0.5", "--device", "cpu"]
     continued += ["--removal-negatives-per-question", "0.5"]
+    early = runner.invoke(app, [*continued, "--stop-at", "1"])
+    assert early.exit_code == 0, early.output
     third = runner.invoke(app, continued)
     assert third.exit_code == 0, third.output
     later = json.loads((again / "training.json").read_text())
