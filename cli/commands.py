@@ -344,6 +344,13 @@ def train_reader(
             "sentences that hold the answer, labelled 'no answer'.",
         ),
     ] = config_default("removal_negatives_per_question"),
+    all_answers: Annotated[
+        bool,
+        typer.Option(
+            help="Train toward every annotator's answer (any of their start and end tokens), "
+            "not only the first annotator's.",
+        ),
+    ] = config_default("all_answers"),
     seed: int = config_default("seed"),
     device: Annotated[
         TrainDevice, typer.Option(help="auto: a GPU when PyTorch sees one, else the CPU.")
@@ -386,6 +393,7 @@ def train_reader(
         eval_every=eval_every,
         negatives_per_question=negatives_per_question,
         removal_negatives_per_question=removal_negatives_per_question,
+        all_answers=all_answers,
         seed=seed,
         threads=settings.torch_threads,
         device=device,

@@ -52,6 +52,9 @@ class ReaderTrainConfig:
     removal_negatives_per_question: float = 0.0
     """Share of questions also paired with their own paragraph less the sentences that
     hold the answer, labelled "no answer": a negative on the very topic of the question."""
+    all_answers: bool = False
+    """Train toward every annotator's answer (the likelihood of any of their start and end
+    tokens), not only the first annotator's."""
 
     def fingerprint(self) -> str:
         """A hash of the fields that change the run (resuming requires the same one).
@@ -78,7 +81,7 @@ class ReaderTrainConfig:
         return cls(**values)
 
 
-_ADDED_LATER = ("removal_negatives_per_question",)
+_ADDED_LATER = ("removal_negatives_per_question", "all_answers")
 
 
 def config_default(name: str) -> Any:

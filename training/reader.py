@@ -48,11 +48,12 @@ LOG = "log.jsonl"
 
 @dataclass(frozen=True)
 class Labeled:
-    """A training window with its answer's token positions (``(0, 0)``: no answer)."""
+    """A training window with the token positions its answers start and end at
+    (``(0,)`` each: no answer, the ``[CLS]`` token)."""
 
     window: Window
-    start: int
-    end: int
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def train_reader(
     train_negatives = _negatives(train, config.negatives_per_question, config.seed)
     train_negatives += _removal_negatives(train, config.removal_negatives_per_question, config.seed)
     dev_negatives = _negatives(dev, 1.0, config.split_seed)
-    labeled = _label(tokenizer, train, train_negatives, config.window)
+    labeled = _label(tokenizer, train, train_negatives, config.window, config.all_answers)
     batches = _batches(labeled, config.batch_size, config.seed)
     total_steps = max(1, math.floor(len(batches) * config.epochs))
     report(
@@ -126,11 +127,25 @@ def train_reader(
         batch = batches[step % len(batches)]
         windows = pad_batch([b.window for b in batch])
         inputs = {k: torch.from_numpy(v).to(device) for k, v in windows.items()}
-        starts = torch.tensor([b.start for b in batch], device=device)
-        ends = torch.tensor([b.end for b in batch], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            out = model(**inputs, start_positions=starts, end_positions=ends)
-        out.loss.backward()
+            if config.all_answers:
+                out = model(**inputs)
+                gold_starts, gold_ends = (
+                    torch.from_numpy(_gold_mask(batch, windows, side)).to(device)
+                    for side in ("starts", "ends")
+                )
+                loss = marginal_span_loss(
+                    out.start_logits.float(),
+                    out.end_logits.float(),
+                    gold_starts,
+                    gold_ends,
+                    inputs["attention_mask"].bool(),
+                )
+            else:
+                starts = torch.tensor([b.starts[0] for b in batch], device=device)
+                ends = torch.tensor([b.ends[0] for b in batch], device=device)
+                loss = model(**inputs, start_positions=starts, end_positions=ends).loss
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
@@ -142,7 +157,7 @@ def train_reader(
                     "event": "step",
                     "step": step,
                     "of": total_steps,
-                    "loss": round(out.loss.item(), 4),
+                    "loss": round(loss.item(), 4),
                     "lr": schedule.get_last_lr()[0],
                     "seconds": round(time.monotonic() - started, 1),
                 }
@@ -253,15 +268,26 @@ def _label(
     positives: Sequence[QAExample],
     negatives: Sequence[tuple[QAExample, str]],
     spec: WindowSpec,
+    all_answers: bool = False,
 ) -> list[Labeled]:
+    """Training windows: each window of a positive's paragraph labelled with its first
+    answer (or, ``all_answers``, every answer) that lies wholly in it, ``[CLS]`` when
+    none does; the first window of each negative paragraph labelled ``[CLS]``."""
     labeled: list[Labeled] = []
     windows = make_windows(
         tokenizer, [e.question for e in positives], [e.context for e in positives], spec
     )
     for window in windows:
-        text, start = positives[window.pair].answers[0]
-        first, last = answer_positions(window, start, start + len(text))
-        labeled.append(Labeled(window, first, last))
+        answers = positives[window.pair].answers
+        found = {
+            answer_positions(window, start, start + len(text))
+            for text, start in (answers if all_answers else answers[:1])
+        } - {(0, 0)}
+        if not found:
+            labeled.append(Labeled(window, (0,), (0,)))
+        else:
+            starts, ends = zip(*sorted(found), strict=True)
+            labeled.append(Labeled(window, tuple(sorted(set(starts))), tuple(sorted(set(ends)))))
     negative_windows = make_windows(
         tokenizer, [e.question for e, _ in negatives], [c for _, c in negatives], spec
     )
@@ -269,8 +295,33 @@ def _label(
     for window in negative_windows:  # the first window of each negative paragraph
         if window.pair not in seen:
             seen.add(window.pair)
-            labeled.append(Labeled(window, 0, 0))
+            labeled.append(Labeled(window, (0,), (0,)))
     return labeled
+
+
+def _gold_mask(batch: Sequence[Labeled], padded: dict[str, Any], side: str) -> Any:
+    """``(windows, tokens)`` booleans: where each window's answers start (``side`` is
+    ``"starts"``) or end (``"ends"``)."""
+    mask = np.zeros(padded["input_ids"].shape, dtype=bool)
+    for row, item in enumerate(batch):
+        mask[row, list(getattr(item, side))] = True
+    return mask
+
+
+def marginal_span_loss(
+    start_logits: Any, end_logits: Any, gold_starts: Any, gold_ends: Any, attended: Any
+) -> Any:
+    """Mean over windows of the negative log-likelihood that the span starts at any of its
+    gold start tokens, plus the same for its end, halved: with one gold token each, the
+    usual span cross-entropy (over the attended tokens; padding is no candidate)."""
+
+    def side(logits: Any, gold: Any) -> Any:
+        candidates = logits.masked_fill(~attended, float("-inf"))
+        return (
+            candidates.logsumexp(-1) - candidates.masked_fill(~gold, float("-inf")).logsumexp(-1)
+        ).mean()
+
+    return (side(start_logits, gold_starts) + side(end_logits, gold_ends)) / 2
 
 
 def _batches(labeled: Sequence[Labeled], size: int, seed: int) -> list[list[Labeled]]:
@@ -484,6 +535,11 @@ def model_card(record: dict[str, Any]) -> str:
         if removal
         else ""
     )
+    targets = (
+        "the start and end tokens of any of the annotators' answers (their likelihood summed)"
+        if config.get("all_answers", False)
+        else "the first annotator's answer"
+    )
     data = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record["data_sha256"].items())
     rows = "\n".join(
         f"| {label} | {m['questions']} | {m['exact_match']:.3f} | {m['f1']:.3f} "
@@ -508,6 +564,7 @@ Whole articles (Reddit: posts) are hashed into a dev split
 ({config["dev_fraction"]:.0%}, seed {config["split_seed"]}); the rest trains. Negatives: for
 {config["negatives_per_question"]:.0%} of the training questions, the paragraph BM25
 ranks highest among those without the answer, labelled "no answer" (`[CLS]`){removal}.
+Positives are trained toward {targets}.
 SQuAD v1.1 dev and the SQuADShifts NYT split were never used.
 
 | file | sha256 |

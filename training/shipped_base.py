@@ -77,7 +77,7 @@ def recover_base(reader_dir: Path, target_dir: Path) -> Path:
     if missing:
         raise ShippedBaseError(f"{reader_dir} is not a shipped reader: no {', '.join(missing)}")
     target_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {n: torch.from_numpy(a) for n, a in graph_weights(reader_dir / GRAPH_FILE).items()}
+    tensors = {n: torch.tensor(a) for n, a in graph_weights(reader_dir / GRAPH_FILE).items()}
     save_file(tensors, str(target_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     for name in _COPIED:
         shutil.copyfile(reader_dir / name, target_dir / name)

@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from cli.commands import SQUADSHIFTS, app
 from eval.datasets import QAExample
+from rag.embedding import packaged_model_path
 from rag.reader.model import SpanReader, window_spec
+from rag.reader.windows import WindowSpec
 from training.config import ReaderTrainConfig
-from training.reader import _removal_negatives
+from training.reader import _label, _removal_negatives, marginal_span_loss
 
 DATA = SQUADSHIFTS / "new_wiki_v1.0.json"
 
@@ -94,7 +96,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     continued = [*arguments[:3], "--output", str(again), "--work-dir", str(tmp_path / "work2")]
     continued += [*arguments[7:], "--base", str(output), "--seed", "14"]
     continued += ["--negatives-per-question", "0.5", "--device", "cpu"]
-    continued += ["--removal-negatives-per-question", "0.5"]
+    continued += ["--removal-negatives-per-question", "0.5", "--all-answers"]
     early = runner.invoke(app, [*continued, "--stop-at", "1"])
     assert early.exit_code == 0, early.output
     third = runner.invoke(app, continued)
@@ -109,6 +111,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     assert "an earlier reader of this project" in card
     assert "50% of the training questions" in card
     assert "own paragraph less the sentences that hold its" in card
+    assert "any of the annotators' answers" in card and later["config"]["all_answers"]
     assert later["fingerprint"] != record["fingerprint"]
 
 
@@ -158,3 +161,50 @@ def test_answer_removal_negatives_keep_the_topic_but_not_the_answer() -> None:
     pairs = _removal_negatives([asked, opened], 1.0, seed=0)
     assert pairs == [(asked, "The bridge opened in 1932. Engineers praised its single arch.")]
     assert _removal_negatives([asked, opened], 0.0, seed=0) == []
+
+
+def test_every_annotators_answer_in_a_window_is_a_target_and_only_with_all_answers() -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_path())
+    context = "The ferry left Piraeus at dawn on Tuesday with 300 passengers aboard."
+    answers = (("dawn on Tuesday", context.index("dawn")), ("Tuesday", context.index("Tuesday")))
+    example = QAExample("q1", "When did the ferry leave?", context, answers, "news/Ferry")
+    negative = (example, "The harbour was closed for repairs.")
+    spec = WindowSpec()
+    [first_only, no_answer] = _label(tokenizer, [example], [negative], spec)
+    [both, _] = _label(tokenizer, [example], [negative], spec, all_answers=True)
+
+    def words(positions: tuple[int, ...]) -> list[str]:
+        spans = [first_only.window.offsets[p] for p in positions]
+        return [context[span[0] : span[1]] for span in spans if span is not None]
+
+    assert words(first_only.starts) == ["dawn"] and words(first_only.ends) == ["Tuesday"]
+    assert words(both.starts) == ["dawn", "Tuesday"] and both.ends == first_only.ends
+    assert no_answer.starts == no_answer.ends == (0,)
+
+
+def test_the_marginal_span_loss_is_cross_entropy_for_one_answer_and_less_for_several() -> None:
+    generator = torch.Generator().manual_seed(0)
+    starts, ends = torch.randn(3, 8, generator=generator), torch.randn(3, 8, generator=generator)
+    attended = torch.ones(3, 8, dtype=torch.bool)
+    gold = torch.tensor([1, 4, 0])
+    one = torch.nn.functional.one_hot(gold, 8).bool()
+    expected = (
+        torch.nn.functional.cross_entropy(starts, gold)
+        + torch.nn.functional.cross_entropy(ends, gold)
+    ) / 2
+    assert torch.allclose(marginal_span_loss(starts, ends, one, one, attended), expected)
+
+    several = one.clone()
+    several[:, 5] = True
+    assert marginal_span_loss(starts, ends, several, several, attended) < expected
+
+    padded = attended.clone()
+    padded[:, 6:] = False  # padding is no candidate: its logits do not count
+    raised = starts.clone()
+    raised[:, 6:] = 50.0
+    assert torch.allclose(
+        marginal_span_loss(raised, ends, one, one, padded),
+        marginal_span_loss(starts, ends, one, one, padded),
+    )
