@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
 from eval.metrics import exact_match, f1_score
@@ -130,18 +131,15 @@ def train_reader(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             if config.all_answers:
                 out = model(**inputs)
-                gold_starts, gold_ends = (
-                    torch.from_numpy(_gold_mask(batch, windows, side)).to(device)
-                    for side in ("starts", "ends")
-                )
+                gold_starts, gold_ends = _gold_masks(batch, windows["input_ids"].shape)
                 loss = marginal_span_loss(
                     out.start_logits.float(),
                     out.end_logits.float(),
-                    gold_starts,
-                    gold_ends,
+                    torch.from_numpy(gold_starts).to(device),
+                    torch.from_numpy(gold_ends).to(device),
                     inputs["attention_mask"].bool(),
                 )
-            else:
+            else:  # the model's own loss, as the shipped reader was trained
                 starts = torch.tensor([b.starts[0] for b in batch], device=device)
                 ends = torch.tensor([b.ends[0] for b in batch], device=device)
                 loss = model(**inputs, start_positions=starts, end_positions=ends).loss
@@ -283,11 +281,9 @@ def _label(
             answer_positions(window, start, start + len(text))
             for text, start in (answers if all_answers else answers[:1])
         } - {(0, 0)}
-        if not found:
-            labeled.append(Labeled(window, (0,), (0,)))
-        else:
-            starts, ends = zip(*sorted(found), strict=True)
-            labeled.append(Labeled(window, tuple(sorted(set(starts))), tuple(sorted(set(ends)))))
+        starts = tuple(sorted({first for first, _ in found})) or (0,)
+        ends = tuple(sorted({last for _, last in found})) or (0,)
+        labeled.append(Labeled(window, starts, ends))
     negative_windows = make_windows(
         tokenizer, [e.question for e, _ in negatives], [c for _, c in negatives], spec
     )
@@ -299,13 +295,16 @@ def _label(
     return labeled
 
 
-def _gold_mask(batch: Sequence[Labeled], padded: dict[str, Any], side: str) -> Any:
-    """``(windows, tokens)`` booleans: where each window's answers start (``side`` is
-    ``"starts"``) or end (``"ends"``)."""
-    mask = np.zeros(padded["input_ids"].shape, dtype=bool)
+def _gold_masks(
+    batch: Sequence[Labeled], shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Two ``shape`` (windows, tokens) boolean arrays: where each window's answers start,
+    and where they end."""
+    starts, ends = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     for row, item in enumerate(batch):
-        mask[row, list(getattr(item, side))] = True
-    return mask
+        starts[row, list(item.starts)] = True
+        ends[row, list(item.ends)] = True
+    return starts, ends
 
 
 def marginal_span_loss(
