@@ -344,6 +344,16 @@ def train_reader(
             "sentences that hold the answer, labelled 'no answer'.",
         ),
     ] = config_default("removal_negatives_per_question"),
+    swapped_negatives_per_question: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training questions also asked about a name or number their "
+            "paragraph lacks (one it holds, swapped for another question's), labelled "
+            "'no answer'.",
+        ),
+    ] = config_default("swapped_negatives_per_question"),
     all_answers: Annotated[
         bool,
         typer.Option(
@@ -393,6 +403,7 @@ def train_reader(
         eval_every=eval_every,
         negatives_per_question=negatives_per_question,
         removal_negatives_per_question=removal_negatives_per_question,
+        swapped_negatives_per_question=swapped_negatives_per_question,
         all_answers=all_answers,
         seed=seed,
         threads=settings.torch_threads,

@@ -52,6 +52,10 @@ class ReaderTrainConfig:
     removal_negatives_per_question: float = 0.0
     """Share of questions also paired with their own paragraph less the sentences that
     hold the answer, labelled "no answer": a negative on the very topic of the question."""
+    swapped_negatives_per_question: float = 0.0
+    """Share of questions also asked about a name or number their paragraph lacks (one
+    that it holds, swapped for another question's), with that paragraph, labelled "no
+    answer": the near miss of a question about someone or something else."""
     all_answers: bool = False
     """Train toward every annotator's answer (the likelihood of any of their start and end
     tokens), not only the first annotator's."""
@@ -81,7 +85,11 @@ class ReaderTrainConfig:
         return cls(**values)
 
 
-_ADDED_LATER = ("removal_negatives_per_question", "all_answers")
+_ADDED_LATER = (
+    "removal_negatives_per_question",
+    "all_answers",
+    "swapped_negatives_per_question",
+)
 
 
 def config_default(name: str) -> Any:

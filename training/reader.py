@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -98,6 +99,7 @@ def train_reader(
     train, dev = _split(config)
     train_negatives = _negatives(train, config.negatives_per_question, config.seed)
     train_negatives += _removal_negatives(train, config.removal_negatives_per_question, config.seed)
+    train_negatives += _swapped_negatives(train, config.swapped_negatives_per_question, config.seed)
     dev_negatives = _negatives(dev, 1.0, config.split_seed)
     labeled = _label(tokenizer, train, train_negatives, config.window, config.all_answers)
     batches = _batches(labeled, config.batch_size, config.seed)
@@ -258,6 +260,51 @@ def _removal_negatives(
         lowered = rest.lower()
         if rest.strip() and not any(text.lower() in lowered for text, _ in example.answers):
             pairs.append((example, rest))
+    return pairs
+
+
+_WORD = r"(?:[A-Z](?:[\w&-]|\.(?=\w))+|\d(?:[,.]?\d)*%?(?!\w))"
+NAMED = re.compile(rf"(?<!\w){_WORD}(?:\s+{_WORD})*")
+"""A name or number in a question: a run of words that each start with a capital or a digit."""
+
+
+def _named_terms(question: str) -> list[re.Match[str]]:
+    """The names and numbers in a question, less its first word (capitalised anyway)."""
+    return [match for match in NAMED.finditer(question) if match.start() > 0]
+
+
+def _swapped_negatives(
+    examples: Sequence[QAExample], share: float, seed: int
+) -> list[tuple[QAExample, str]]:
+    """Pairs of a question with one of its names or numbers that its paragraph holds
+    swapped for another question's name or number (a number for a number) that the
+    paragraph does not hold, with that paragraph: the topic is there, what is asked about
+    is not."""
+    if share <= 0:
+        return []
+    pool: dict[bool, list[str]] = {True: [], False: []}
+    for example in examples:
+        for match in _named_terms(example.question):
+            pool[match.group()[0].isdigit()].append(match.group())
+    rng = random.Random(seed + 5)
+    pairs: list[tuple[QAExample, str]] = []
+    for example in examples:
+        if rng.random() >= share:
+            continue
+        held = [m for m in _named_terms(example.question) if m.group() in example.context]
+        if not held:
+            continue
+        swapped = rng.choice(held)
+        lowered = example.context.lower()
+        options = pool[swapped.group()[0].isdigit()]
+        for _ in range(10):
+            other = rng.choice(options)
+            if other.lower() not in lowered and other.lower() not in example.question.lower():
+                question = (
+                    example.question[: swapped.start()] + other + example.question[swapped.end() :]
+                )
+                pairs.append((dataclasses.replace(example, question=question), example.context))
+                break
     return pairs
 
 
@@ -534,6 +581,14 @@ def model_card(record: dict[str, Any]) -> str:
         if removal
         else ""
     )
+    swapped = config.get("swapped_negatives_per_question", 0.0)
+    swapped = (
+        f"; for {swapped:.0%}, the question with one of the names or numbers its paragraph\n"
+        "holds swapped for another question's that the paragraph lacks, with that paragraph,\n"
+        "labelled the same"
+        if swapped
+        else ""
+    )
     targets = (
         "the start and end tokens of any of the annotators' answers (their likelihood summed)"
         if config.get("all_answers", False)
@@ -562,7 +617,7 @@ SQuADShifts (Miller et al. 2020, CC BY 4.0): new Wikipedia, Reddit and Amazon re
 Whole articles (Reddit: posts) are hashed into a dev split
 ({config["dev_fraction"]:.0%}, seed {config["split_seed"]}); the rest trains. Negatives: for
 {config["negatives_per_question"]:.0%} of the training questions, the paragraph BM25
-ranks highest among those without the answer, labelled "no answer" (`[CLS]`){removal}.
+ranks highest among those without the answer, labelled "no answer" (`[CLS]`){removal}{swapped}.
 Positives are trained toward {targets}.
 SQuAD v1.1 dev and the SQuADShifts NYT split were never used.
 

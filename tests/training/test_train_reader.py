@@ -22,7 +22,13 @@ from rag.embedding import packaged_model_path
 from rag.reader.model import SpanReader, window_spec
 from rag.reader.windows import WindowSpec
 from training.config import ReaderTrainConfig
-from training.reader import _label, _removal_negatives, marginal_span_loss
+from training.reader import (
+    NAMED,
+    _label,
+    _removal_negatives,
+    _swapped_negatives,
+    marginal_span_loss,
+)
 
 DATA = SQUADSHIFTS / "new_wiki_v1.0.json"
 
@@ -97,6 +103,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     continued += [*arguments[7:], "--base", str(output), "--seed", "14"]
     continued += ["--negatives-per-question", "0.5", "--device", "cpu"]
     continued += ["--removal-negatives-per-question", "0.5", "--all-answers"]
+    continued += ["--swapped-negatives-per-question", "0.5"]
     early = runner.invoke(app, [*continued, "--stop-at", "1"])
     assert early.exit_code == 0, early.output
     third = runner.invoke(app, continued)
@@ -111,6 +118,7 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     assert "an earlier reader of this project" in card
     assert "50% of the training questions" in card
     assert "own paragraph less the sentences that hold its" in card
+    assert "swapped for another question's that the paragraph lacks" in card
     assert "any of the annotators' answers" in card and later["config"]["all_answers"]
     assert later["fingerprint"] != record["fingerprint"]
 
@@ -161,6 +169,37 @@ def test_answer_removal_negatives_keep_the_topic_but_not_the_answer() -> None:
     pairs = _removal_negatives([asked, opened], 1.0, seed=0)
     assert pairs == [(asked, "The bridge opened in 1932. Engineers praised its single arch.")]
     assert _removal_negatives([asked, opened], 0.0, seed=0) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_swapped_negatives_ask_about_a_name_or_number_the_paragraph_lacks(seed: int) -> None:
+    bridge = "The bridge over the Tyne was opened in 1928 by King George V."
+    built = QAExample("q1", "Who opened the Tyne bridge in 1928?", bridge, (("King", 46),), "w/B")
+    fair = "The fair drew crowds from across the region."
+    held = QAExample("q2", "What did Paris host in 1900 and 1937?", fair, (("fair", 4),), "w/F")
+    pairs = _swapped_negatives([built, held], 1.0, seed=seed)
+    # only the bridge question names something its paragraph holds (the Tyne, 1928); one
+    # of those is swapped for the same kind of term from the other question
+    [(asked, paragraph)] = pairs
+    assert paragraph == bridge and asked.id == "q1" and asked.answers == built.answers
+    assert asked.question in {
+        "Who opened the Paris bridge in 1928?",
+        "Who opened the Tyne bridge in 1900?",
+        "Who opened the Tyne bridge in 1937?",
+    }
+    assert _swapped_negatives([built, held], 0.0, seed=seed) == []
+
+
+def test_named_terms_are_runs_of_capitalised_words_and_numbers_after_the_first_word() -> None:
+    question = "What did Microsoft's U.S. arm pay in 1936, when 3.5% of New York Times staff left?"
+    assert [m.group() for m in NAMED.finditer(question)][1:] == [
+        "Microsoft",
+        "U.S",
+        "1936",
+        "3.5%",
+        "New York Times",
+    ]
+    assert [m.group() for m in NAMED.finditer("Has I or A seen the 1930s iPhone?")] == ["Has"]
 
 
 def test_every_annotators_answer_in_a_window_is_a_target_and_only_with_all_answers() -> None:
