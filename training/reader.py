@@ -69,6 +69,20 @@ class DevMetrics:
     """Share of dev negatives (a paragraph without the answer) whose null score wins."""
     positives_refused: float
     """Share of dev questions on their gold paragraph whose null score wins."""
+    near_misses_refused: float | None = None
+    """Share of dev near misses (a question with a name or number swapped for one its
+    paragraph lacks, on that paragraph) whose null score wins; absent from older records."""
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """The dev questions on their own paragraphs, and the pairs the reader must refuse."""
+
+    questions: Sequence[QAExample]
+    negatives: Sequence[tuple[QAExample, str]]
+    """Each question with the paragraph BM25 ranks highest among those without its answer."""
+    near_misses: Sequence[tuple[QAExample, str]]
+    """Each question with a name or number swapped (``_swapped_negatives``), on its paragraph."""
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -100,7 +114,11 @@ def train_reader(
     train_negatives = _negatives(train, config.negatives_per_question, config.seed)
     train_negatives += _removal_negatives(train, config.removal_negatives_per_question, config.seed)
     train_negatives += _swapped_negatives(train, config.swapped_negatives_per_question, config.seed)
-    dev_negatives = _negatives(dev, 1.0, config.split_seed)
+    dev_set = DevSet(
+        dev,
+        _negatives(dev, 1.0, config.split_seed),
+        _swapped_negatives(dev, 1.0, config.split_seed),
+    )
     labeled = _label(tokenizer, train, train_negatives, config.window, config.all_answers)
     batches = _batches(labeled, config.batch_size, config.seed)
     total_steps = max(1, math.floor(len(batches) * config.epochs))
@@ -165,15 +183,15 @@ def train_reader(
         if step % config.checkpoint_every == 0 or step == last_step:
             _save_checkpoint(work_dir / CHECKPOINT, config, model, optimizer, schedule, step)
         if step % config.eval_every == 0 and step < last_step:
-            metrics = evaluate(_torch_reader(model, tokenizer, config), dev, dev_negatives)
+            metrics = evaluate(_torch_reader(model, tokenizer, config), dev_set)
             report({"event": "dev", "step": step, **dataclasses.asdict(metrics)})
             model.train()
-    metrics = evaluate(_torch_reader(model, tokenizer, config), dev, dev_negatives)
+    metrics = evaluate(_torch_reader(model, tokenizer, config), dev_set)
     report({"event": "dev", "step": step, **dataclasses.asdict(metrics)})
     model.half().save_pretrained(work_dir / "trained", safe_serialization=True)
     tokenizer.save_pretrained(work_dir / "trained")
     shipped = _export(
-        model.float().cpu(), tokenizer, config, base, metrics, step, output_dir, dev, dev_negatives
+        model.float().cpu(), tokenizer, config, base, metrics, step, output_dir, dev_set
     )
     shutil.copy(output_dir / TRAINING_RECORD, work_dir / "trained" / TRAINING_RECORD)
     report({"event": "shipped", "step": step, **dataclasses.asdict(shipped)})
@@ -439,15 +457,16 @@ ReadPairs = Callable[[Sequence[str], Sequence[str]], list[Reading | None]]
 """A reader as a function: questions and passages, pairwise, to the best span of each."""
 
 
-def evaluate(
-    read_pairs: ReadPairs, dev: Sequence[QAExample], negatives: Sequence[tuple[QAExample, str]]
-) -> DevMetrics:
+def evaluate(read_pairs: ReadPairs, dev_set: DevSet) -> DevMetrics:
     """EM/F1 of the best span on each dev question's own paragraph, and how often the null
-    score wins on the gold paragraph and on a paragraph without the answer."""
-    questions = [e.question for e in dev] + [e.question for e, _ in negatives]
-    passages = [e.context for e in dev] + [c for _, c in negatives]
+    score wins on the gold paragraph, on a paragraph without the answer and on a near miss."""
+    dev = dev_set.questions
+    refusable = [*dev_set.negatives, *dev_set.near_misses]
+    questions = [e.question for e in dev] + [e.question for e, _ in refusable]
+    passages = [e.context for e in dev] + [c for _, c in refusable]
     readings = read_pairs(questions, passages)
-    em = f1 = refused = refused_negative = 0.0
+    refusals = [r is None or r.margin < 0 for r in readings[len(dev) :]]
+    em = f1 = refused = 0.0
     for example, reading in zip(dev, readings[: len(dev)], strict=True):
         if reading is None:
             continue
@@ -456,16 +475,19 @@ def evaluate(
         em += exact_match(prediction, golds)
         f1 += f1_score(prediction, golds)
         refused += reading.margin < 0
-    for reading in readings[len(dev) :]:
-        refused_negative += reading is None or reading.margin < 0
     n = max(1, len(dev))
     return DevMetrics(
         exact_match=round(em / n, 4),
         f1=round(f1 / n, 4),
         questions=len(dev),
-        negatives_refused=round(refused_negative / max(1, len(negatives)), 4),
+        negatives_refused=_share(refusals[: len(dev_set.negatives)]),
         positives_refused=round(refused / n, 4),
+        near_misses_refused=_share(refusals[len(dev_set.negatives) :]),
     )
+
+
+def _share(flags: Sequence[bool]) -> float:
+    return round(sum(flags) / max(1, len(flags)), 4)
 
 
 def _torch_reader(model: Any, tokenizer: Any, config: ReaderTrainConfig) -> ReadPairs:
@@ -506,8 +528,7 @@ def _export(
     fp32: DevMetrics,
     steps: int,
     output_dir: Path,
-    dev: Sequence[QAExample],
-    negatives: Sequence[tuple[QAExample, str]],
+    dev_set: DevSet,
 ) -> DevMetrics:
     """Write the ONNX reader, its record (``base``: the starting weights as loaded) and
     card to ``output_dir`` (atomically); returns the shipped graph's dev metrics."""
@@ -525,7 +546,7 @@ def _export(
         "trained": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    shipped = evaluate(SpanReader(staging, config.threads).read_pairs, dev, negatives)
+    shipped = evaluate(SpanReader(staging, config.threads).read_pairs, dev_set)
     record["dev"] = dataclasses.asdict(shipped)
     (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     (staging / "README.md").write_text(model_card(record))
@@ -554,6 +575,10 @@ def _base_record(base: Path) -> dict[str, Any]:
     if (base / TRAINING_RECORD).is_file():
         record["training"] = json.loads((base / TRAINING_RECORD).read_text())
     return record
+
+
+def _share_cell(share: float | None) -> str:
+    return "-" if share is None else f"{share:.3f}"
 
 
 def _sha256(path: Path) -> str:
@@ -597,7 +622,8 @@ def model_card(record: dict[str, Any]) -> str:
     data = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record["data_sha256"].items())
     rows = "\n".join(
         f"| {label} | {m['questions']} | {m['exact_match']:.3f} | {m['f1']:.3f} "
-        f"| {m['positives_refused']:.3f} | {m['negatives_refused']:.3f} |"
+        f"| {m['positives_refused']:.3f} | {m['negatives_refused']:.3f} "
+        f"| {_share_cell(m.get('near_misses_refused'))} |"
         for label, m in (
             ("PyTorch fp32", record["dev_fp32"]),
             ("shipped ONNX, mostly int8", record["dev"]),
@@ -634,10 +660,12 @@ weight decay {config["weight_decay"]}, bf16 autocast {config["bf16"]}; windows o
 
 ## Dev metrics
 Closed context: the reader is given each dev question's own paragraph (refused: its
-"no answer" score beats its best span), and a BM25-chosen paragraph without the answer.
+"no answer" score beats its best span), a BM25-chosen paragraph without the answer, and
+its own paragraph with a name or number of the question swapped for one it lacks (a near
+miss; not measured by readers trained before this figure was added).
 
-| model | questions | EM | F1 | gold paragraph refused | negative refused |
-|---|---|---|---|---|---|
+| model | questions | EM | F1 | gold paragraph refused | negative refused | near miss refused |
+|---|---|---|---|---|---|---|
 {rows}
 
 ## Limits

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -20,13 +21,16 @@ from cli.commands import SQUADSHIFTS, app
 from eval.datasets import QAExample
 from rag.embedding import packaged_model_path
 from rag.reader.model import SpanReader, window_spec
+from rag.reader.spans import Reading
 from rag.reader.windows import WindowSpec
 from training.config import ReaderTrainConfig
 from training.reader import (
     NAMED,
+    DevSet,
     _label,
     _removal_negatives,
     _swapped_negatives,
+    evaluate,
     marginal_span_loss,
 )
 
@@ -74,9 +78,10 @@ def test_a_tiny_run_stops_resumes_and_ships_a_loadable_reader(tmp_path: Path) ->
     assert record["data_sha256"] == {DATA.name: record["data_sha256"][DATA.name]}
     assert len(record["data_sha256"][DATA.name]) == 64
     assert record["dev"]["questions"] == 8 and 0.0 <= record["dev"]["f1"] <= 1.0
-    assert "SQuAD v1.1 dev and the SQuADShifts NYT split were never used" in (
-        (output / "README.md").read_text()
-    )
+    assert 0.0 <= record["dev"]["near_misses_refused"] <= 1.0
+    card = (output / "README.md").read_text()
+    assert "SQuAD v1.1 dev and the SQuADShifts NYT split were never used" in card
+    assert f"{record['dev']['near_misses_refused']:.3f} |" in card
     assert window_spec(output).max_length == 256
     graph = onnx.load(str(output / "reader.onnx"))
     in_float = {
@@ -188,6 +193,32 @@ def test_swapped_negatives_ask_about_a_name_or_number_the_paragraph_lacks(seed: 
         "Who opened the Tyne bridge in 1937?",
     }
     assert _swapped_negatives([built, held], 0.0, seed=seed) == []
+
+
+def test_dev_metrics_count_refusals_of_each_kind_of_pair_apart() -> None:
+    paragraph = "The fair opened in 1900 in Paris."
+    asked = QAExample("q1", "When did the fair open?", paragraph, (("1900", 19),), "w/F")
+    other = QAExample("q2", "Where was the fair?", paragraph, (("Paris", 27),), "w/F")
+    dev_set = DevSet(
+        questions=[asked, other],
+        negatives=[(asked, "Rain fell."), (other, "Snow fell."), (asked, "Wind rose.")],
+        near_misses=[(dataclasses.replace(asked, question="When did the fair close?"), paragraph)],
+    )
+    # the reader answers "1900" for q1, refuses q2, refuses one negative in three
+    # (one unread) and answers the near miss
+    refuse = {"Where was the fair?", "Snow fell."}
+
+    def read_pairs(questions: Sequence[str], passages: Sequence[str]) -> list[Reading | None]:
+        readings: list[Reading | None] = []
+        for i, (question, passage) in enumerate(zip(questions, passages, strict=True)):
+            null = 9.0 if {question, passage} & refuse else 1.0
+            readings.append(None if passage == "Wind rose." else Reading(i, 19, 23, 5.0, null))
+        return readings
+
+    metrics = evaluate(read_pairs, dev_set)
+    assert (metrics.exact_match, metrics.positives_refused) == (0.5, 0.5)
+    assert metrics.negatives_refused == 0.6667  # refused or unread: both count
+    assert metrics.near_misses_refused == 0.0
 
 
 def test_named_terms_are_runs_of_capitalised_words_and_numbers_after_the_first_word() -> None:
