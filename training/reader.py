@@ -465,23 +465,23 @@ def evaluate(read_pairs: ReadPairs, dev_set: DevSet) -> DevMetrics:
     questions = [e.question for e in dev] + [e.question for e, _ in refusable]
     passages = [e.context for e in dev] + [c for _, c in refusable]
     readings = read_pairs(questions, passages)
-    refusals = [r is None or r.margin < 0 for r in readings[len(dev) :]]
-    em = f1 = refused = 0.0
-    for example, reading in zip(dev, readings[: len(dev)], strict=True):
+    answered, to_refuse = readings[: len(dev)], readings[len(dev) :]
+    refusals = [r is None or r.margin < 0 for r in to_refuse]
+    em = f1 = 0.0
+    for example, reading in zip(dev, answered, strict=True):
         if reading is None:
             continue
         golds = [text for text, _ in example.answers]
         prediction = example.context[reading.start : reading.end]
         em += exact_match(prediction, golds)
         f1 += f1_score(prediction, golds)
-        refused += reading.margin < 0
     n = max(1, len(dev))
     return DevMetrics(
         exact_match=round(em / n, 4),
         f1=round(f1 / n, 4),
         questions=len(dev),
         negatives_refused=_share(refusals[: len(dev_set.negatives)]),
-        positives_refused=round(refused / n, 4),
+        positives_refused=_share([r is not None and r.margin < 0 for r in answered]),
         near_misses_refused=_share(refusals[len(dev_set.negatives) :]),
     )
 
