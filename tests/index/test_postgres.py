@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from index.vectors import ivf_lists
 from rag.embedding import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from tests.index.kills import kill_after_some_commits
 
 MakeArticle = Callable[..., NewArticle]
 
@@ -384,12 +384,7 @@ def test_sigkill_keeps_exactly_the_committed_writes(
         )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        lines = [child.stdout.readline()]
-        time.sleep(rng.uniform(0.0, 0.3))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        lines += child.stdout.read().splitlines()
-        last = max(int(line.split()[1]) for line in lines if line.startswith("committed"))
+        last, _ = kill_after_some_commits(child, rng, longest_wait=0.3)
         view = store.view()
         assert view is not None
         present = {a.id for a, _ in view.articles()}

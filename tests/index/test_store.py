@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ import pytest
 from index.protocol import IndexStoreError, StoreIdentity
 from index.store import EmbeddedStore, MergePolicy
 from tests.index.articles import DIM, IDENTITY, new_article
+from tests.index.kills import kill_after_some_commits
 
 NEVER = MergePolicy(min_changes=10**9)
 
@@ -240,21 +238,6 @@ def run_child(tmp_path: Path, mode: str, *extra: str) -> subprocess.Popen[str]:
     return process
 
 
-def kill_after_some_commits(process: subprocess.Popen[str], rng: random.Random) -> tuple[int, bool]:
-    """Let the child commit at least once, kill it at a random moment; return the last
-    commit it reported and whether it was merging then."""
-    assert process.stdout is not None
-    lines = [process.stdout.readline()]
-    time.sleep(rng.uniform(0.0, 0.25))
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    lines += process.stdout.read().splitlines()
-    # a line cut short by the kill is no report (its commit counts as the one in flight)
-    reported = [re.fullmatch(r"committed (\d+)", line.strip()) for line in lines]
-    last = max(int(match[1]) for match in reported if match)
-    return last, lines[-1].startswith("merging")
-
-
 @pytest.mark.parametrize(("mode", "kills"), [("add", 10), ("delete", 10), ("merge", 10)])
 def test_sigkill_keeps_exactly_the_committed_writes(tmp_path: Path, mode: str, kills: int) -> None:
     """Kill a writing process at random moments; each time the index loads, passes
@@ -268,8 +251,8 @@ def test_sigkill_keeps_exactly_the_committed_writes(tmp_path: Path, mode: str, k
     mid_merge, deleted_up_to = 0, -1
     for _ in range(kills):
         process = run_child(tmp_path, mode)
-        last, merging = kill_after_some_commits(process, rng)
-        mid_merge += merging
+        last, lines = kill_after_some_commits(process, rng, longest_wait=0.25)
+        mid_merge += lines[-1].startswith("merging")
         store = EmbeddedStore(index, IDENTITY, NEVER)
         assert store.check() == []
         present = set(stored_ids(store))
