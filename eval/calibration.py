@@ -205,7 +205,8 @@ def fit(
         "method": "logistic regression (L2 1.0) on answer candidates of dev questions, "
         "label = from the gold article and contains a gold answer or has token F1 >= 0.5 "
         "with one; unanswerable dev questions include answerable ones asked without their "
-        "gold document; logit rescaled (Platt) on "
+        "gold document and near misses (a name or number the paragraph holds swapped for "
+        "one it lacks); logit rescaled (Platt) on "
         f"the {returned} best candidates of each question; threshold = most "
         f"abstentions on unanswerable dev questions with false abstention <= "
         f"{max_false_abstention}",

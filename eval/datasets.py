@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.answering import named_terms
 from rag.articles import ArticleError, create_article, iter_article_files, parse_bytes
 from records import Article
 
@@ -183,6 +184,65 @@ def with_removal(questions: QuestionSet, whole: QuestionSet | None = None) -> Qu
     ]
     examples = (*questions.examples, *removed)
     return QuestionSet(questions.name, examples, questions.articles, questions.fingerprint)
+
+
+NamedTermPool = dict[bool, list[str]]
+"""The names (``False``) and numbers (``True``) that a set's questions ask about."""
+
+
+def named_term_pool(questions: Sequence[str]) -> NamedTermPool:
+    """Every name and number asked about in ``questions``, names and numbers apart."""
+    pool: NamedTermPool = {True: [], False: []}
+    for question in questions:
+        for match in named_terms(question):
+            pool[match.group()[0].isdigit()].append(match.group())
+    return pool
+
+
+def swap_named_term(
+    question: str, context: str, pool: NamedTermPool, rng: random.Random
+) -> str | None:
+    """``question`` with one of its names or numbers that ``context`` holds swapped for one
+    of ``pool`` (a number for a number) that neither the context nor the question holds:
+    a near miss, the topic there and what is asked about not; ``None`` when the question
+    has no such term (or ten draws found no replacement)."""
+    held = [match for match in named_terms(question) if match.group() in context]
+    if not held:
+        return None
+    swapped = rng.choice(held)
+    lowered = context.lower()
+    options = pool[swapped.group()[0].isdigit()]
+    for _ in range(10):
+        other = rng.choice(options)
+        if other.lower() not in lowered and other.lower() not in question.lower():
+            return question[: swapped.start()] + other + question[swapped.end() :]
+    return None
+
+
+def near_misses(questions: QuestionSet, whole: QuestionSet, seed: int = 0) -> QuestionSet:
+    """The near misses of the set's answerable questions: each that has a name or number
+    its paragraph holds, with that term swapped for another question's (of ``whole``)
+    that the paragraph lacks, asked over every article. Unanswerable by construction
+    ("How much has the UK promised?" over France's pledge), they must abstain though
+    their topic is there."""
+    pool = named_term_pool([e.question for e in whole.examples])
+    rng = random.Random(seed)
+    missed = []
+    for example in questions.examples:
+        if not example.answerable or example.context is None:
+            continue
+        question = swap_named_term(example.question, example.context, pool, rng)
+        if question is not None:
+            missed.append(
+                dataclasses.replace(
+                    example,
+                    id=f"{example.id}#near-miss",
+                    question=question,
+                    answers=(),
+                    article=None,
+                )
+            )
+    return QuestionSet(questions.name, tuple(missed), questions.articles, questions.fingerprint)
 
 
 ONE_POST_PER_PARAGRAPH = 100

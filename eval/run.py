@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from eval.datasets import (
     load_held_out,
     load_jsonl,
     load_squad,
+    near_misses,
     with_removal,
 )
 from eval.fetch import nyt_questions
@@ -58,6 +60,10 @@ CALIBRATION_SETS: tuple[SetName, ...] = ("sample", "shifts")
 the reader's held-out SQuADShifts articles (never SQuAD, which is evaluation data)."""
 REMOVAL_SETS: tuple[SetName, ...] = ("squad", "squad-paragraphs", "shifts", "nyt")
 """Sets whose answerable questions are asked a second time without their gold article."""
+NEAR_MISS_SETS: tuple[SetName, ...] = REMOVAL_SETS
+"""Sets whose answerable questions are also asked as near misses (a name or number their
+paragraph holds swapped for one it lacks; :func:`eval.datasets.near_misses`): a slice of
+their own (``<split> near misses``), and, for the calibration sets, part of the fit."""
 DEFAULT_SQUAD = SHARED_DATA / "squad" / "dev-v1.1.json"
 
 
@@ -178,14 +184,18 @@ class Evaluation:
     ) -> list[tuple[str, QuestionSet]]:
         """The slices reported: both splits of our set, one sampled split of SQuAD, the
         held-out dev questions; with ``removal``, each answerable question of a set in
-        :data:`REMOVAL_SETS` is asked a second time without its gold article."""
+        :data:`REMOVAL_SETS` is asked a second time without its gold article, and the near
+        misses of a set in :data:`NEAR_MISS_SETS` are a slice of their own."""
         if name == "sample":
             return [(split, questions.select(split, None)) for split in ("dev", "test")]
         split = "dev" if name == "shifts" else self.options.squad_split
         chosen = questions.select(split, self.options.limit, self.options.seed)
-        if removal and name in REMOVAL_SETS:
-            chosen = with_removal(chosen, questions)
-        return [(split, chosen)]
+        if not removal:
+            return [(split, chosen)]
+        slices = [(split, with_removal(chosen, questions) if name in REMOVAL_SETS else chosen)]
+        if name in NEAR_MISS_SETS:
+            slices.append((f"{split} near misses", near_misses(chosen, questions)))
+        return slices
 
     @property
     def embedder(self) -> Embedder:
@@ -337,6 +347,9 @@ class Evaluation:
         dev = questions.select("dev", limit, self.options.seed)
         if name in REMOVAL_SETS:
             dev = with_removal(dev, questions)
+        if name in NEAR_MISS_SETS:
+            missed = near_misses(dev, questions).examples
+            dev = dataclasses.replace(dev, examples=(*dev.examples, *missed))
         pipeline = self.pipeline(name, questions)
         with self._progress() as progress:
             task = progress.add_task(f"calibration: {name}/dev", total=len(dev.examples))

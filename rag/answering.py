@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,26 @@ def term_coverage(question: str, texts: Sequence[str], stopwords: str = "en_plus
         len(question_terms & set(terms)) / len(question_terms)
         for terms in tokenize(list(texts), stopwords)
     ]
+
+
+_WORD = r"(?:[A-Z](?:[\w&-]|\.(?=\w))+|\d(?:[,.]?\d)*%?(?!\w))"
+NAMED = re.compile(rf"(?<!\w){_WORD}(?:\s+{_WORD})*")
+"""A name or number in a question: a run of words that each start with a capital or a digit."""
+
+
+def named_terms(question: str) -> list[re.Match[str]]:
+    """The names and numbers in a question, less its first word (capitalised anyway)."""
+    return [match for match in NAMED.finditer(question) if match.start() > 0]
+
+
+def named_coverage(question: str, texts: Sequence[str]) -> list[float]:
+    """For each text, the share of the question's names and numbers it contains (ignoring
+    case); 1 when the question has none. A passage about France read for "How much has
+    the UK promised?" holds the topic, not what is asked about."""
+    terms = [match.group().lower() for match in named_terms(question)]
+    if not terms:
+        return [1.0] * len(texts)
+    return [sum(term in text.lower() for term in terms) / len(terms) for text in texts]
 
 
 def confident(candidates: Sequence[Candidate], threshold: float, limit: int) -> list[Candidate]:

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +32,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from eval.datasets import QAExample, in_dev_split, load_paragraph_examples
+from eval.datasets import (
+    QAExample,
+    in_dev_split,
+    load_paragraph_examples,
+    named_term_pool,
+    swap_named_term,
+)
 from eval.metrics import exact_match, f1_score
 from index.lexical import LexicalSegment
 from rag.chunking import SentenceSplitter
@@ -281,16 +286,6 @@ def _removal_negatives(
     return pairs
 
 
-_WORD = r"(?:[A-Z](?:[\w&-]|\.(?=\w))+|\d(?:[,.]?\d)*%?(?!\w))"
-NAMED = re.compile(rf"(?<!\w){_WORD}(?:\s+{_WORD})*")
-"""A name or number in a question: a run of words that each start with a capital or a digit."""
-
-
-def _named_terms(question: str) -> list[re.Match[str]]:
-    """The names and numbers in a question, less its first word (capitalised anyway)."""
-    return [match for match in NAMED.finditer(question) if match.start() > 0]
-
-
 def _swapped_negatives(
     examples: Sequence[QAExample], share: float, seed: int
 ) -> list[tuple[QAExample, str]]:
@@ -300,29 +295,15 @@ def _swapped_negatives(
     is not."""
     if share <= 0:
         return []
-    pool: dict[bool, list[str]] = {True: [], False: []}
-    for example in examples:
-        for match in _named_terms(example.question):
-            pool[match.group()[0].isdigit()].append(match.group())
+    pool = named_term_pool([example.question for example in examples])
     rng = random.Random(seed + 5)
     pairs: list[tuple[QAExample, str]] = []
     for example in examples:
         if rng.random() >= share:
             continue
-        held = [m for m in _named_terms(example.question) if m.group() in example.context]
-        if not held:
-            continue
-        swapped = rng.choice(held)
-        lowered = example.context.lower()
-        options = pool[swapped.group()[0].isdigit()]
-        for _ in range(10):
-            other = rng.choice(options)
-            if other.lower() not in lowered and other.lower() not in example.question.lower():
-                question = (
-                    example.question[: swapped.start()] + other + example.question[swapped.end() :]
-                )
-                pairs.append((dataclasses.replace(example, question=question), example.context))
-                break
+        question = swap_named_term(example.question, example.context, pool, rng)
+        if question is not None:
+            pairs.append((dataclasses.replace(example, question=question), example.context))
     return pairs
 
 

@@ -20,6 +20,7 @@ from rag.answering import (
     Candidate,
     PassageHit,
     merge_duplicates,
+    named_coverage,
     sentence_context,
     term_coverage,
 )
@@ -27,7 +28,7 @@ from rag.reader.model import SpanReader
 from rag.reader.spans import Reading
 from records import Span
 
-FEATURES = ("margin", "span", "passage", "coverage", "sentence_coverage")
+FEATURES = ("margin", "span", "passage", "coverage", "sentence_coverage", "named_coverage")
 SQUAD2_RULE = Calibration(0.0, {"margin": 1.0, "span": 0.0, "passage": 0.0}, 0.5)
 """The reader's own decision before any calibration is fitted: answer when the span beats
 "no answer" (the SQuAD 2.0 rule), the score a logistic of that margin."""
@@ -89,12 +90,14 @@ class ReaderAnswerer:
                         Span(chunk.start + start, chunk.start + end, chunk.text[start:end]),
                     )
                 )
-        passage_coverage = term_coverage(question, [hit.chunk.text for hit, _, _ in spans])
+        passages = [hit.chunk.text for hit, _, _ in spans]
+        passage_coverage = term_coverage(question, passages)
+        names_coverage = named_coverage(question, passages)
         contexts = [sentence_context(hit.chunk, span.start, span.end) for hit, _, span in spans]
         sentence_coverage = term_coverage(question, [context.text for context in contexts])
         found: list[Candidate] = []
-        for (hit, reading, span), context, coverage, in_sentence in zip(
-            spans, contexts, passage_coverage, sentence_coverage, strict=True
+        for (hit, reading, span), context, coverage, in_sentence, names in zip(
+            spans, contexts, passage_coverage, sentence_coverage, names_coverage, strict=True
         ):
             features = {
                 "margin": reading.margin,
@@ -102,6 +105,7 @@ class ReaderAnswerer:
                 "passage": hit.score,
                 "coverage": coverage,
                 "sentence_coverage": in_sentence,
+                "named_coverage": names,
             }
             found.append(
                 Candidate(

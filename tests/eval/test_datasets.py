@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from eval.datasets import (
     load_articles,
     load_jsonl,
     load_squad,
+    near_misses,
     with_removal,
 )
 from eval.metrics import contains_answer
@@ -152,3 +154,22 @@ def test_removal_takes_out_the_whole_gold_document_not_just_its_paragraph() -> N
     assert removed.question == asked.question and removed.article is None
     expected = ("w-1", "w-2") if asked.source == "w" else ("v-1",)
     assert removed.excluded == expected
+
+
+def test_a_near_miss_asks_about_a_name_its_paragraph_lacks_and_must_abstain() -> None:
+    paragraph = "France pledged three billion euros at the Paris summit in 2024."
+    asked = Example("q1", "What did France pledge in 2024?", ("three billion euros",), "p1", "dev")
+    asked = dataclasses.replace(asked, context=paragraph)
+    other = Example("q2", "Why did Germany and Japan vote in 1998?", ("x",), "p2", "dev", "x")
+    no_name = Example("q3", "what was pledged?", ("x",), "p1", "dev", paragraph)
+    unanswerable = Example("q4", "Who won in Italy in 1990?", (), None, "dev")
+    whole = QuestionSet("set", (asked, other, no_name, unanswerable))
+    for seed in range(20):
+        [missed] = near_misses(
+            QuestionSet("set", (asked, no_name, unanswerable)), whole, seed
+        ).examples
+        assert missed.id == "q1#near-miss" and not missed.answerable and missed.article is None
+        # France or 2024 swapped for a name or number of the same kind the paragraph lacks
+        swapped = {f"What did {name} pledge in 2024?" for name in ("Germany", "Japan", "Italy")}
+        swapped |= {f"What did France pledge in {year}?" for year in ("1998", "1990")}
+        assert missed.question in swapped

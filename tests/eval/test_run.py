@@ -125,3 +125,24 @@ def test_the_held_out_set_is_the_readers_dev_split_never_its_training_data(
     asked = {example.id for example in held_out.examples}
     assert asked.isdisjoint(qa.id for qa in train)
     assert {qa.id for qa in dev} <= asked
+
+
+@pytest.mark.skipif(not SHIFTS.is_file(), reason=f"training data not found: {SHIFTS}")
+def test_the_held_out_set_is_asked_answerable_without_its_article_and_as_near_misses(
+    tmp_path: Path,
+) -> None:
+    config = ReaderTrainConfig(data_files=(str(SHIFTS),), base_model="unused")
+    (tmp_path / TRAINING_RECORD).write_text(json.dumps({"config": asdict(config)}))
+    settings = Settings().model_copy(update={"reader_path": tmp_path})
+    evaluation = Evaluation(EvalOptions(sets=("shifts",), limit=40), settings, Console())
+    questions = evaluation.question_set("shifts")
+
+    [(split, asked), (near, missed)] = evaluation.splits("shifts", questions, removal=True)
+    assert (split, near) == ("dev", "dev near misses")
+    answerable = {e.id: e for e in asked.examples if e.answerable}
+    assert len(answerable) == 40 and len(asked.examples) == 80  # each also asked removed
+    assert 0 < len(missed.examples) < 40 and not any(e.answerable for e in missed.examples)
+    for example in missed.examples:
+        original = answerable[example.id.removesuffix("#near-miss")]
+        assert example.question != original.question and example.context == original.context
+    assert evaluation.splits("shifts", questions) == [("dev", questions.select("dev", 40))]

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from rag.answering import (
+    NAMED,
     Calibration,
     PassageHit,
     merge_duplicates,
+    named_coverage,
     sentence_context,
     term_coverage,
 )
@@ -77,6 +79,7 @@ def test_coverage_features_count_the_question_terms_in_the_passage_and_the_sente
     # terms: leader, brussel, lend, kyiv; the passage has three, the answer's sentence one
     assert candidate.features["coverage"] == 0.75
     assert candidate.features["sentence_coverage"] == 0.25
+    assert candidate.features["named_coverage"] == 0.5  # Brussels, not Kyiv
 
 
 def test_term_coverage_matches_stems_ignores_stop_words_and_case() -> None:
@@ -84,6 +87,25 @@ def test_term_coverage_matches_stems_ignores_stop_words_and_case() -> None:
     assert term_coverage("Which leader lends?", texts) == [1.0, 0.0, 0.0]
     assert term_coverage("Who is it?", texts) == [0.0, 0.0, 0.0]  # only stop words
     assert term_coverage("Which leader lends?", texts[:1], stopwords="en") == [2 / 3]  # "which"
+
+
+def test_named_terms_are_runs_of_capitalised_words_and_numbers_after_the_first_word() -> None:
+    question = "What did Microsoft's U.S. arm pay in 1936, when 3.5% of New York Times staff left?"
+    assert [m.group() for m in NAMED.finditer(question)][1:] == [
+        "Microsoft",
+        "U.S",
+        "1936",
+        "3.5%",
+        "New York Times",
+    ]
+    assert [m.group() for m in NAMED.finditer("Has I or A seen the 1930s iPhone?")] == ["Has"]
+
+
+def test_named_coverage_counts_the_names_and_numbers_of_the_question_a_text_holds() -> None:
+    texts = ["France pledged three billion euros in 2024.", "The UK pledged in 2024.", ""]
+    question = "How much did the UK pledge in 2024?"  # names and numbers: UK, 2024
+    assert named_coverage(question, texts) == [0.5, 1.0, 0.0]
+    assert named_coverage("how much was pledged?", texts) == [1.0, 1.0, 1.0]  # none asked
 
 
 def test_the_same_words_read_in_two_overlapping_chunks_are_one_answer() -> None:

@@ -25,7 +25,6 @@ from rag.reader.spans import Reading
 from rag.reader.windows import WindowSpec
 from training.config import ReaderTrainConfig
 from training.reader import (
-    NAMED,
     DevSet,
     _label,
     _removal_negatives,
@@ -219,18 +218,6 @@ def test_dev_metrics_count_refusals_of_each_kind_of_pair_apart() -> None:
     assert (metrics.exact_match, metrics.positives_refused) == (0.5, 0.5)
     assert metrics.negatives_refused == 0.6667  # refused or unread: both count
     assert metrics.near_misses_refused == 0.0
-
-
-def test_named_terms_are_runs_of_capitalised_words_and_numbers_after_the_first_word() -> None:
-    question = "What did Microsoft's U.S. arm pay in 1936, when 3.5% of New York Times staff left?"
-    assert [m.group() for m in NAMED.finditer(question)][1:] == [
-        "Microsoft",
-        "U.S",
-        "1936",
-        "3.5%",
-        "New York Times",
-    ]
-    assert [m.group() for m in NAMED.finditer("Has I or A seen the 1930s iPhone?")] == ["Has"]
 
 
 def test_every_annotators_answer_in_a_window_is_a_target_and_only_with_all_answers() -> None:
