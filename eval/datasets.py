@@ -210,11 +210,11 @@ def swap_named_term(
     if not held:
         return None
     swapped = rng.choice(held)
-    lowered = context.lower()
+    in_context, in_question = context.lower(), question.lower()
     options = pool[swapped.group()[0].isdigit()]
     for _ in range(10):
         other = rng.choice(options)
-        if other.lower() not in lowered and other.lower() not in question.lower():
+        if other.lower() not in in_context and other.lower() not in in_question:
             return question[: swapped.start()] + other + question[swapped.end() :]
     return None
 

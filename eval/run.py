@@ -59,11 +59,10 @@ CALIBRATION_SETS: tuple[SetName, ...] = ("sample", "shifts")
 """Calibration is fitted on these sets' dev questions only: our own news questions and
 the reader's held-out SQuADShifts articles (never SQuAD, which is evaluation data)."""
 REMOVAL_SETS: tuple[SetName, ...] = ("squad", "squad-paragraphs", "shifts", "nyt")
-"""Sets whose answerable questions are asked a second time without their gold article."""
-NEAR_MISS_SETS: tuple[SetName, ...] = REMOVAL_SETS
-"""Sets whose answerable questions are also asked as near misses (a name or number their
-paragraph holds swapped for one it lacks; :func:`eval.datasets.near_misses`): a slice of
-their own (``<split> near misses``), and, for the calibration sets, part of the fit."""
+"""Sets whose answerable questions are asked a second time without their gold article,
+and also as near misses (a name or number their paragraph holds swapped for one it lacks;
+:func:`eval.datasets.near_misses`): a slice of their own (``<split> near misses``), and,
+for the calibration sets, part of the fit."""
 DEFAULT_SQUAD = SHARED_DATA / "squad" / "dev-v1.1.json"
 
 
@@ -184,18 +183,18 @@ class Evaluation:
     ) -> list[tuple[str, QuestionSet]]:
         """The slices reported: both splits of our set, one sampled split of SQuAD, the
         held-out dev questions; with ``removal``, each answerable question of a set in
-        :data:`REMOVAL_SETS` is asked a second time without its gold article, and the near
-        misses of a set in :data:`NEAR_MISS_SETS` are a slice of their own."""
+        :data:`REMOVAL_SETS` is asked a second time without its gold article, and its near
+        misses are a slice of their own."""
         if name == "sample":
             return [(split, questions.select(split, None)) for split in ("dev", "test")]
         split = "dev" if name == "shifts" else self.options.squad_split
         chosen = questions.select(split, self.options.limit, self.options.seed)
-        if not removal:
+        if not removal or name not in REMOVAL_SETS:
             return [(split, chosen)]
-        slices = [(split, with_removal(chosen, questions) if name in REMOVAL_SETS else chosen)]
-        if name in NEAR_MISS_SETS:
-            slices.append((f"{split} near misses", near_misses(chosen, questions)))
-        return slices
+        return [
+            (split, with_removal(chosen, questions)),
+            (f"{split} near misses", near_misses(chosen, questions)),
+        ]
 
     @property
     def embedder(self) -> Embedder:
@@ -346,9 +345,8 @@ class Evaluation:
         limit = None if name == "sample" else self.options.calibration_questions
         dev = questions.select("dev", limit, self.options.seed)
         if name in REMOVAL_SETS:
-            dev = with_removal(dev, questions)
-        if name in NEAR_MISS_SETS:
             missed = near_misses(dev, questions).examples
+            dev = with_removal(dev, questions)
             dev = dataclasses.replace(dev, examples=(*dev.examples, *missed))
         pipeline = self.pipeline(name, questions)
         with self._progress() as progress:

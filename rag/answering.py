@@ -129,7 +129,8 @@ def named_coverage(question: str, texts: Sequence[str]) -> list[float]:
     terms = [match.group().lower() for match in named_terms(question)]
     if not terms:
         return [1.0] * len(texts)
-    return [sum(term in text.lower() for term in terms) / len(terms) for text in texts]
+    lowered = [text.lower() for text in texts]
+    return [sum(term in text for term in terms) / len(terms) for text in lowered]
 
 
 def confident(candidates: Sequence[Candidate], threshold: float, limit: int) -> list[Candidate]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -158,8 +157,8 @@ def test_removal_takes_out_the_whole_gold_document_not_just_its_paragraph() -> N
 
 def test_a_near_miss_asks_about_a_name_its_paragraph_lacks_and_must_abstain() -> None:
     paragraph = "France pledged three billion euros at the Paris summit in 2024."
-    asked = Example("q1", "What did France pledge in 2024?", ("three billion euros",), "p1", "dev")
-    asked = dataclasses.replace(asked, context=paragraph)
+    question, answers = "What did France pledge in 2024?", ("three billion euros",)
+    asked = Example("q1", question, answers, "p1", "dev", paragraph)
     other = Example("q2", "Why did Germany and Japan vote in 1998?", ("x",), "p2", "dev", "x")
     no_name = Example("q3", "what was pledged?", ("x",), "p1", "dev", paragraph)
     unanswerable = Example("q4", "Who won in Italy in 1990?", (), None, "dev")
