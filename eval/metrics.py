@@ -12,6 +12,7 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation) | set("\u2018\u2019\u201c\u201d\u2013\u2014\u2026")
@@ -66,6 +67,12 @@ def is_right_answer(text: str, answers: Iterable[str]) -> bool:
     return contains_answer(text, golds) or (bool(golds) and f1_score(text, golds) >= RIGHT_F1)
 
 
+MissKind = Literal[
+    "refused", "gold passage first", "gold passage lower", "gold passage not returned"
+]
+MISS_KINDS: tuple[MissKind, ...] = get_args(MissKind)
+
+
 @dataclass(frozen=True)
 class Judgement:
     """How the pipeline did on one question, reduced to what the metrics need.
@@ -88,6 +95,21 @@ class Judgement:
     def abstained(self) -> bool:
         return not self.correct
 
+    @property
+    def miss(self) -> MissKind | None:
+        """Where an answerable question's top answer went wrong (``None``: it is right, or
+        the question is unanswerable): refused; answered wrongly although the first
+        passage returned is a gold one (the reader's miss); with a gold passage only lower
+        down (another passage's answer won); or with no gold passage returned at all
+        (retrieval's miss)."""
+        if not self.answerable or self.correct[:1] == (True,):
+            return None
+        if self.abstained:
+            return "refused"
+        if self.gold_rank is None:
+            return "gold passage not returned"
+        return "gold passage first" if self.gold_rank == 1 else "gold passage lower"
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -108,6 +130,9 @@ class Metrics:
     citation: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    misses: dict[MissKind, float] | None
+    """Share of the answerable questions per :attr:`Judgement.miss` kind (with
+    ``accuracy``, they add up to 1); ``None`` without answerable questions."""
 
 
 def recall_at_k(ranks: Sequence[int | None], k: int) -> float | None:
@@ -170,6 +195,11 @@ def summarise(judgements: Sequence[Judgement]) -> Metrics:
         citation=sum(j.citations_ok for j in judgements) / citations if citations else None,
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
+        misses=(
+            {kind: sum(j.miss == kind for j in answerable) / len(answerable) for kind in MISS_KINDS}
+            if answerable
+            else None
+        ),
     )
 
 

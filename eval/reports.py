@@ -14,7 +14,7 @@ from rich.table import Table
 
 from eval.calibration import Fitted
 from eval.harness import ClosedResult, VariantResult
-from eval.metrics import RECALL_DEPTHS, Metrics
+from eval.metrics import MISS_KINDS, RECALL_DEPTHS, Metrics
 
 TABLE_WIDTH = 160
 """Columns the tables need: give the console at least this width."""
@@ -59,6 +59,32 @@ def _table(title: str, rows: Sequence[VariantResult]) -> Table:
             _number(m.citation),
             _number(m.latency_p50_ms, 0),
             _number(m.latency_p95_ms, 0),
+        )
+    return table
+
+
+def misses_table(results: Sequence[VariantResult]) -> Table:
+    """Where the answerable questions without a right top answer went wrong: a row per
+    question set and variant, each kind as a share of the answerable questions."""
+    table = Table(
+        title="answerable questions without a right top answer, by where it went wrong",
+        caption="shares of the answerable questions; 'gold passage first': the reader's miss",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("set", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    table.add_column("wrong", justify="right")
+    for kind in MISS_KINDS:
+        table.add_column(kind, justify="right")
+    for result in results:
+        misses = result.metrics.misses
+        if misses is None:
+            continue
+        table.add_row(
+            result.title,
+            result.variant,
+            _number(sum(misses.values())),
+            *(_number(misses[kind]) for kind in MISS_KINDS),
         )
     return table
 

@@ -364,6 +364,7 @@ class Evaluation:
     ) -> None:
         for table in reports.metrics_tables(results):
             self.console.print(table)
+        self.console.print(reports.misses_table(results))
         if closed:
             self.console.print(reports.closed_context_table(closed))
         directory = self.options.report_dir

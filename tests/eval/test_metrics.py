@@ -103,6 +103,38 @@ def test_summarise_by_hand() -> None:
     assert m.latency_p50_ms == 20.0
 
 
+def test_each_wrong_top_answer_has_one_kind_of_miss() -> None:
+    results = [
+        judgement(gold_rank=1, correct=(True,)),  # right
+        judgement(gold_rank=1, correct=(False, True)),  # the reader's miss
+        judgement(gold_rank=3, correct=(False,)),  # another passage's answer won
+        judgement(gold_rank=None, correct=(False,)),  # retrieval's miss
+        judgement(gold_rank=2, correct=()),  # refused
+        judgement(gold_rank=None, correct=()),  # refused, whatever was retrieved
+        judgement(answerable=False, gold_rank=None, correct=(False,)),  # not a miss here
+        judgement(answerable=False, gold_rank=None, correct=()),
+    ]
+    assert [j.miss for j in results] == [
+        None,
+        "gold passage first",
+        "gold passage lower",
+        "gold passage not returned",
+        "refused",
+        "refused",
+        None,
+        None,
+    ]
+    m = summarise(results)
+    assert m.misses == {
+        "refused": pytest.approx(2 / 6),
+        "gold passage first": pytest.approx(1 / 6),
+        "gold passage lower": pytest.approx(1 / 6),
+        "gold passage not returned": pytest.approx(1 / 6),
+    }
+    assert m.accuracy is not None and m.accuracy + sum(m.misses.values()) == pytest.approx(1.0)
+    assert summarise([judgement(answerable=False, gold_rank=None, correct=())]).misses is None
+
+
 def test_summarise_without_unanswerable_questions_leaves_abstention_precision_out() -> None:
     m = summarise([judgement(correct=()), judgement()])
     assert m.abstention_precision is None

@@ -74,7 +74,13 @@ def test_calibrated_in_process_run_writes_the_report(tmp_path: Path) -> None:
     assert len(report["results"][0]["questions"]) == 6  # detail for the default variant
     for name in ("recall-at-k.png", "reliability.png", "abstention-trade-off.png"):
         assert (tmp_path / "reports" / name).stat().st_size > 0
-    assert "sample / test" in console.export_text()
+    output = console.export_text()
+    assert "sample / test" in output
+    assert "by where it went wrong" in output
+    for record in report["results"]:  # each answerable question is right or one kind of miss
+        metrics = record["metrics"]
+        assert metrics["accuracy"] + sum(metrics["misses"].values()) == pytest.approx(1.0)
+        assert metrics["misses"]["refused"] == pytest.approx(metrics["false_abstention"])
 
 
 def test_the_harness_runs_on_postgres_with_the_embedded_stores_results(
