@@ -102,7 +102,10 @@ def ask(
     if not result.answers:
         console.print("[bold]No answer in the indexed articles.[/bold] Closest passages:")
     for number, answer in enumerate(result.answers, start=1):
-        console.print(f"\n[bold green]{number}. {escape(answer.text)}[/bold green]")
+        unsure = (
+            "  [yellow](unsure: check it against its sentence)[/yellow]" if answer.unsure else ""
+        )
+        console.print(f"\n[bold green]{number}. {escape(answer.text)}[/bold green]{unsure}")
         context = answer.context
         if context.text != answer.text:
             before = context.text[: answer.start - context.start]

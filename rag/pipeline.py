@@ -192,6 +192,7 @@ class Pipeline:
                             start=candidate.context.start,
                             end=candidate.context.end,
                         ),
+                        unsure=candidate.score < self.settings.unsure_below,
                     )
                 )
         finished = time.perf_counter()

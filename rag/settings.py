@@ -154,6 +154,13 @@ class Settings(BaseSettings):
     answer_threshold: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Override the calibrated abstention threshold."
     )
+    unsure_below: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Answers scoring below this are marked unsure (answers[i].unsure): shown, "
+        "but more likely wrong than right by the calibration at the default .5.",
+    )
     calibration_path: Path = Field(
         default=PROJECT_ROOT / "rag" / "calibration.json",
         description="Calibration of the sentence answerer.",

@@ -25,6 +25,12 @@ class Answer(BaseModel):
     end: int
     passage_id: str = Field(description="The cited passage the answer was found in")
     context: TextSpan = Field(description="The sentence the answer stands in")
+    unsure: bool = Field(
+        default=False,
+        description="The score is below RAG_UNSURE_BELOW (default .5): more likely wrong "
+        "than right; show it as a possible answer, to check against its sentence (absent "
+        "from services that speak the contract without it: not marked)",
+    )
 
 
 class Passage(BaseModel):

@@ -143,11 +143,11 @@ function showResult(result) {
 }
 
 function answerCard(best, passage, answers) {
-  const card = el("article", "card answer");
+  const card = el("article", best.unsure ? "card answer unsure" : "card answer");
   const head = el("div", "card-head");
   const score = el("span", "score", `${Math.round(best.score * 100)}% confidence`);
   score.title = "Calibrated probability that this answer is right";
-  head.append(el("h2", "", "Answer"), score);
+  head.append(el("h2", "", best.unsure ? "Possible answer" : "Answer"), score);
   const quote = el("blockquote", "passage");
   quote.append(
     passage
@@ -155,7 +155,11 @@ function answerCard(best, passage, answers) {
       : el("mark", "best", best.text),
   );
   const answerText = el("p", "answer-text", best.text);
-  card.append(head, answerText, quote, citation(best, answerSpan(best, true)));
+  card.append(head, answerText);
+  if (best.unsure) {
+    card.append(el("p", "unsure-note", "Low confidence: check it against its sentence below."));
+  }
+  card.append(quote, citation(best, answerSpan(best, true)));
   return card;
 }
 

@@ -29,7 +29,8 @@ def test_response_has_exactly_the_contract_fields(client: TestClient) -> None:
     assert body["question"] == MACRON
     assert body["answers"] and body["passages"]
     answer_fields = {"text", "score", "article_id", "title", "url", "start", "end", "passage_id"}
-    assert all(set(answer) == answer_fields | {"context"} for answer in body["answers"])
+    assert all(set(answer) == answer_fields | {"context", "unsure"} for answer in body["answers"])
+    assert all(answer["unsure"] == (answer["score"] < 0.5) for answer in body["answers"])
     assert all(set(answer["context"]) == {"text", "start", "end"} for answer in body["answers"])
     passage_fields = {"passage_id", "article_id", "title", "url", "text", "start", "end", "score"}
     assert all(set(passage) == passage_fields for passage in body["passages"])

@@ -36,6 +36,22 @@ def test_ask_seeds_sample_articles_and_cites_the_answer() -> None:
     assert "continue to honour its current commitments" in shown  # the span's sentence
 
 
+def test_ask_marks_answers_scoring_under_rag_unsure_below(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_UNSURE_BELOW", "1")  # every score is below 1
+    unsure = runner.invoke(app, ["ask", "What aid did Macron commit?"])
+    assert unsure.exit_code == 0, unsure.output
+    answers = len(
+        json.loads(runner.invoke(app, ["ask", "What aid did Macron commit?", "--json"]).stdout)[
+            "answers"
+        ]
+    )
+    assert answers and unsure.output.count("(unsure: check it against its sentence)") == answers
+
+    monkeypatch.setenv("RAG_UNSURE_BELOW", "0")
+    sure = runner.invoke(app, ["ask", "What aid did Macron commit?"])
+    assert "three billion euros" in sure.output and "unsure" not in sure.output
+
+
 def test_ask_off_topic_says_no_answer() -> None:
     result = runner.invoke(app, ["ask", "What is the capital of Australia?"])
     assert result.exit_code == 0

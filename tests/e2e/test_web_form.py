@@ -46,6 +46,8 @@ def test_answer_is_highlighted_inside_its_passage_with_score_and_source(
     expect(answer.locator("mark.sentence mark.best")).to_have_text(best["text"])
     expect(answer.locator("blockquote")).to_have_text(passage["text"])
     expect(answer.locator(".score")).to_have_text(f"{round(best['score'] * 100)}% confidence")
+    heading = "Possible answer" if best["unsure"] else "Answer"
+    expect(answer.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     expect(answer.locator(".cite .title")).to_have_text(best["title"])
     expect(page.get_by_role("heading", name="Other cited passages")).to_be_visible()
     expect(page.locator(".passage-card")).to_have_count(len(expected["passages"]) - 1)
@@ -75,6 +77,28 @@ def test_shows_a_loading_state_while_the_service_works(page: Page) -> None:
     expect(button).to_be_enabled()
     expect(button).to_have_text("Ask")
     expect(results).to_have_attribute("aria-busy", "false")
+
+
+def test_an_unsure_answer_is_shown_as_a_possible_answer_to_check(
+    page: Page, artifacts: Path, console_errors: list[str]
+) -> None:
+    def unsure(route: Route) -> None:  # the service's own answer, marked unsure
+        body = route.fetch().json()
+        for answer in body["answers"]:
+            answer["unsure"] = True
+        route.fulfill(json=body)
+
+    page.route("**/ask", unsure)
+    ask_with_the_keyboard(page, MACRON)
+
+    answer = page.locator(".answer.unsure")
+    expect(answer.get_by_role("heading", name="Possible answer")).to_be_visible()
+    expect(answer.locator(".unsure-note")).to_have_text(
+        "Low confidence: check it against its sentence below."
+    )
+    expect(answer.locator("mark.sentence mark.best")).to_contain_text("three billion euros")
+    page.screenshot(path=artifacts / "unsure-desktop.png")
+    assert console_errors == []
 
 
 def test_citation_links_to_the_article_url(page: Page) -> None:

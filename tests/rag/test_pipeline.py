@@ -107,6 +107,18 @@ def test_questions_over_all_three_articles(
     assert len({(a.article_id, a.start) for a in result.answers}) == len(result.answers)
 
 
+def test_answers_scoring_under_unsure_below_are_marked_unsure(
+    sample_pipeline: Pipeline, embedder: Embedder
+) -> None:
+    questions = [entry[0] for entry in ANSWERABLE if type(entry) is tuple]  # not the xfail
+    answers = [answer for q in questions for answer in sample_pipeline.ask(q).answers]
+    threshold = sample_pipeline.settings.unsure_below
+    assert answers and all(answer.unsure == (answer.score < threshold) for answer in answers)
+    settings = sample_pipeline.settings.model_copy(update={"unsure_below": 1.0})
+    doubtful = Pipeline.open(settings, embedder).ask("What aid did Macron commit?").answers
+    assert doubtful and all(answer.unsure for answer in doubtful)
+
+
 @pytest.mark.parametrize("question", OFF_TOPIC)
 def test_off_topic_questions_abstain_but_list_passages(
     sample_pipeline: Pipeline, question: str
