@@ -40,12 +40,11 @@ def test_ask_marks_answers_scoring_under_rag_unsure_below(monkeypatch: pytest.Mo
     monkeypatch.setenv("RAG_UNSURE_BELOW", "1")  # every score is below 1
     unsure = runner.invoke(app, ["ask", "What aid did Macron commit?"])
     assert unsure.exit_code == 0, unsure.output
-    answers = len(
-        json.loads(runner.invoke(app, ["ask", "What aid did Macron commit?", "--json"]).stdout)[
-            "answers"
-        ]
+    as_json = runner.invoke(app, ["ask", "What aid did Macron commit?", "--json"])
+    answers = json.loads(as_json.stdout)["answers"]
+    assert answers and unsure.output.count("(unsure: check it against its sentence)") == len(
+        answers
     )
-    assert answers and unsure.output.count("(unsure: check it against its sentence)") == answers
 
     monkeypatch.setenv("RAG_UNSURE_BELOW", "0")
     sure = runner.invoke(app, ["ask", "What aid did Macron commit?"])
