@@ -195,12 +195,15 @@ def summarise(judgements: Sequence[Judgement]) -> Metrics:
         citation=sum(j.citations_ok for j in judgements) / citations if citations else None,
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
-        misses=(
-            {kind: sum(j.miss == kind for j in answerable) / len(answerable) for kind in MISS_KINDS}
-            if answerable
-            else None
-        ),
+        misses=_miss_shares(answerable),
     )
+
+
+def _miss_shares(answerable: Sequence[Judgement]) -> dict[MissKind, float] | None:
+    if not answerable:
+        return None
+    counts = Counter(j.miss for j in answerable)  # one pass; None counts the right answers
+    return {kind: counts[kind] / len(answerable) for kind in MISS_KINDS}
 
 
 def _mean(values: Sequence[float]) -> float | None:
