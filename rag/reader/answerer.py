@@ -33,6 +33,8 @@ SQUAD2_RULE = Calibration(0.0, {"margin": 1.0, "span": 0.0, "passage": 0.0}, 0.5
 """The reader's own decision before any calibration is fitted: answer when the span beats
 "no answer" (the SQuAD 2.0 rule), the score a logistic of that margin."""
 _EDGE_PUNCTUATION = " \t\n,;:"
+_DIGIT_SEPARATORS = ",.\u00a0\u202f\u2009"
+"""What may join the digit groups of a number: comma, point and the no-break spaces."""
 
 
 class ReaderAnswerer:
@@ -81,7 +83,7 @@ class ReaderAnswerer:
             if reading is None:
                 continue
             chunk = hit.chunk
-            start, end = _whole_words(chunk.text, reading.start, reading.end)
+            start, end = whole_words(chunk.text, reading.start, reading.end)
             if start < end:
                 spans.append(
                     (
@@ -122,16 +124,35 @@ class ReaderAnswerer:
         return found
 
 
-def _whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
     """``[start, end)`` widened to whole words (a span can end inside a word that the
-    tokenizer cut in pieces), then without leading or trailing spaces and clause
-    punctuation."""
-    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+    tokenizer cut in pieces) and whole numbers (it splits "6,692" at the comma), then
+    without leading or trailing spaces and clause punctuation."""
+    while start > 0 and _joined(text, start):
         start -= 1
-    while end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
+    while end < len(text) and _joined(text, end):
         end += 1
     while start < end and text[start] in _EDGE_PUNCTUATION:
         start += 1
     while end > start and text[end - 1] in _EDGE_PUNCTUATION:
         end -= 1
     return start, end
+
+
+def _joined(text: str, position: int) -> bool:
+    """Whether ``text[position - 1]`` and ``text[position]`` belong to one word or number
+    ("6,692", "11.4", "3\u00a0000": their digit groups joined by a separator)."""
+    return (
+        (text[position - 1].isalnum() and text[position].isalnum())
+        or _separates_digits(text, position - 1)
+        or _separates_digits(text, position)
+    )
+
+
+def _separates_digits(text: str, position: int) -> bool:
+    return (
+        0 < position < len(text) - 1
+        and text[position] in _DIGIT_SEPARATORS
+        and text[position - 1].isdigit()
+        and text[position + 1].isdigit()
+    )

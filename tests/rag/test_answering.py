@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 
 from rag.answering import (
     NAMED,
@@ -16,7 +17,7 @@ from rag.answering import (
     sentence_context,
     term_coverage,
 )
-from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer
+from rag.reader.answerer import SQUAD2_RULE, ReaderAnswerer, whole_words
 from rag.reader.spans import Reading
 from records import Chunk
 
@@ -176,3 +177,24 @@ def test_merge_keeps_the_first_of_repeated_wordings() -> None:
     found = answerer(reader).candidates("where?", np.zeros(384), [hit(first, 0.9), hit(third, 0.8)])
     assert [c.text for c in found] == ["Brussels", "November"]
     assert merge_duplicates([found[0], found[0]]) == [found[0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "widened"),
+    [
+        ("down from 9,317 feet to 6,692 feet", "692 feet", "6,692 feet"),
+        ("down from 9,317 feet to 6,692 feet", "9,31", "9,317"),
+        ("estimated at 11.4 bln euro", "4 bln", "11.4 bln"),
+        ("a brigade of 3\u00a0000 soldiers", "000 soldiers", "3\u00a0000 soldiers"),
+        ("lend 35 billion euros", "5 billion eu", "35 billion euros"),
+        ("in 2016, 300 people fled", "300 people", "300 people"),
+        ("in 2016, 300 people fled", "2016, ", "2016"),
+        ("it ended in 2016. 300 people fled", "2016", "2016"),
+    ],
+)
+def test_a_span_is_widened_to_whole_words_and_whole_numbers(
+    text: str, span: str, widened: str
+) -> None:
+    start = text.index(span)
+    new_start, new_end = whole_words(text, start, start + len(span))
+    assert text[new_start:new_end] == widened
