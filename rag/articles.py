@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 from markdown_it import MarkdownIt
 
 from rag.text import printable, text_problem
@@ -58,7 +58,21 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 """Article field -> the CSV column names accepted for it (case-insensitive; first found wins)."""
 _MANGLED_QUOTE_SPACE = re.compile(r'"\?(?=\w)')
 _DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S")
-_HTML_DROPPED = ("script", "style", "noscript", "template", "head", "title", "nav", "svg", "iframe")
+_HTML_DROPPED = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "head",
+    "title",
+    "nav",
+    "svg",
+    "iframe",
+    "aside",
+    "form",
+    "button",
+    "dialog",
+)
 
 
 class ArticleError(ValueError):
@@ -169,7 +183,8 @@ def parse_plain_text(raw: str, *, source: str | None = None) -> Article:
 
 def parse_html(raw: str, *, source: str | None = None) -> Article:
     """Parse an HTML page: title from <title>/<h1>, url from the canonical link, body
-    from the visible text with block elements on their own lines (scripts dropped)."""
+    from the visible text of its main content (:func:`_main_content`) with block elements
+    on their own lines (scripts, navigation, asides and forms dropped)."""
     soup = BeautifulSoup(raw, "html.parser")
     title = _first_text(
         _meta(soup, "og:title"),
@@ -180,16 +195,32 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
     published = _first_text(_meta(soup, "article:published_time"), _meta(soup, "date"))
     for tag in soup(list(_HTML_DROPPED)):
         tag.decompose()
-    if soup.h1 and title and " ".join(soup.h1.get_text().split()) == " ".join(title.split()):
-        soup.h1.decompose()
-    for tag in soup.find_all(list(_HTML_BLOCKS)):
+    content = _main_content(soup)
+    heading = content.h1
+    if heading and title and " ".join(heading.get_text().split()) == " ".join(title.split()):
+        heading.decompose()
+    for tag in content.find_all(list(_HTML_BLOCKS)):
         tag.insert_before("\n")
         tag.insert_after("\n")
-    lines = (" ".join(line.split()) for line in soup.get_text().split("\n"))
+    lines = (" ".join(line.split()) for line in content.get_text().split("\n"))
     body = "\n".join(line for line in lines if line)
     if not title:
         raise ArticleError("no <title> or <h1> to use as the title", source or "html")
     return create_article(title, body, url=url, source=source, published=published)
+
+
+def _main_content(soup: BeautifulSoup) -> Tag | BeautifulSoup:
+    """The part of a page that holds the story: its longest ``<article>``, else its
+    ``<main>``, when that holds at least a quarter of the page's text; else the whole page.
+    A saved news page wraps the story in site headers, footers and teasers of other
+    stories, which would otherwise be answered from."""
+    page = len(soup.get_text(" ", strip=True))
+    articles = soup.find_all("article")
+    longest = max(articles, key=lambda tag: len(tag.get_text(" ", strip=True)), default=None)
+    for candidate in (longest, soup.find("main")):
+        if isinstance(candidate, Tag) and len(candidate.get_text(" ", strip=True)) * 4 >= page:
+            return candidate
+    return soup
 
 
 def parse_markdown(raw: str, *, source: str | None = None) -> Article:

@@ -214,3 +214,32 @@ def test_a_file_name_that_is_not_text_is_refused_and_shown_escaped(tmp_path: Pat
     assert raised.value.name == "caf\\udce9.txt"
     assert str(raised.value).startswith("caf\\udce9.txt: the file name contains a lone surrogate")
     assert str(missing.value).endswith("gone\\x1b.txt: no such file or folder")
+
+
+def test_html_body_is_the_story_not_the_page_around_it() -> None:
+    story = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
+    html = f"""<html><head><title>Talks in Rome</title></head><body>
+    <header><a href="/">Daily News</a> <span>Sign in</span></header>
+    <nav><a href="/world">World</a></nav>
+    <main>
+      <article><header><h1>Talks in Rome</h1><p>By A. Writer</p></header>
+        <p>{story}</p><aside>Read more: Elections in Spain</aside>
+        <form><label>Subscribe to our newsletter</label><button>Go</button></form>
+      </article>
+      <section><h2>More stories</h2>
+        <article><h3>Storm hits Lisbon</h3><p>A storm hit Lisbon on Monday.</p></article>
+      </section>
+    </main>
+    <footer><p>Copyright 2024 Daily News. All rights reserved.</p></footer>
+    </body></html>"""
+    article = parse_one(html, "rome.html")
+    assert article.title == "Talks in Rome"
+    assert article.text == f"By A. Writer\n{story}"
+
+
+def test_html_whose_story_is_outside_its_articles_keeps_the_whole_page() -> None:
+    story = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
+    html = f"""<html><head><title>Talks in Rome</title></head><body>
+    <div class="story"><p>{story}</p></div>
+    <article><p>Storm hits Lisbon.</p></article></body></html>"""
+    assert parse_one(html, "rome.html").text == f"{story}\nStorm hits Lisbon."
