@@ -210,10 +210,16 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
 
 
 def _main_content(soup: BeautifulSoup) -> Tag | BeautifulSoup:
-    """The part of a page that holds the story: its longest ``<article>``, else its
+    """The part of a page that holds the story: the innermost ``<article>`` around its
+    headline (``<h1>``) that has a paragraph; else its longest ``<article>``, else its
     ``<main>``, when that holds at least a quarter of the page's text; else the whole page.
-    A saved news page wraps the story in site headers, footers and teasers of other
-    stories, which would otherwise be answered from."""
+    A saved news page wraps the story in site headers, footers, comments and teasers of
+    other stories, which would otherwise be answered from."""
+    headline = soup.find("h1")
+    if isinstance(headline, Tag):
+        for around in headline.find_parents("article"):  # innermost first
+            if any(paragraph.get_text(strip=True) for paragraph in around.find_all("p")):
+                return around
     page = len(soup.get_text(" ", strip=True))
     articles = soup.find_all("article")
     longest = max(articles, key=lambda tag: len(tag.get_text(" ", strip=True)), default=None)

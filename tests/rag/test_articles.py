@@ -243,3 +243,19 @@ def test_html_whose_story_is_outside_its_articles_keeps_the_whole_page() -> None
     <div class="story"><p>{story}</p></div>
     <article><p>Storm hits Lisbon.</p></article></body></html>"""
     assert parse_one(html, "rome.html").text == f"{story}\nStorm hits Lisbon."
+
+
+def test_html_story_is_the_article_around_the_headline_not_a_longer_comment() -> None:
+    comment = " ".join(f"Comment line {n}: I disagree with the summit." for n in range(12))
+    html = f"""<html><head><title>Talks in Rome</title></head><body>
+    <article><h1>Talks in Rome</h1><p>Meloni met Zelenskyy on Thursday.</p></article>
+    <section><article><p>{comment}</p></article></section></body></html>"""
+    assert parse_one(html, "rome.html").text == "Meloni met Zelenskyy on Thursday."
+
+
+def test_html_headline_alone_in_an_article_does_not_make_the_body() -> None:
+    story = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
+    html = f"""<html><head><title>Talks in Rome</title></head><body>
+    <article class="masthead"><h1>Talks in Rome</h1></article>
+    <div class="story"><p>{story}</p></div></body></html>"""
+    assert parse_one(html, "rome.html").text == story
