@@ -57,6 +57,12 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Article field -> the CSV column names accepted for it (case-insensitive; first found wins)."""
 _MANGLED_QUOTE_SPACE = re.compile(r'"\?(?=\w)')
+_HTML_MARKUP = re.compile(
+    r"</?(?:p|br|div|span|a|b|i|em|strong|li|ul|ol|h[1-6]|blockquote|figure|img|table|tr|td)"
+    r"(?:\s[^<>]*)?/?>",
+    re.IGNORECASE,
+)
+"""Tags that mark a record's text as HTML (a "<" alone, as in "a < b", does not)."""
 _DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S")
 _HTML_DROPPED = (
     "script",
@@ -199,14 +205,30 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
     heading = content.h1
     if heading and title and " ".join(heading.get_text().split()) == " ".join(title.split()):
         heading.decompose()
+    body = _visible_text(content)
+    if not title:
+        raise ArticleError("no <title> or <h1> to use as the title", source or "html")
+    return create_article(title, body, url=url, source=source, published=published)
+
+
+def _visible_text(content: Tag | BeautifulSoup) -> str:
+    """The text of parsed HTML, each block element on a line of its own."""
     for tag in content.find_all(list(_HTML_BLOCKS)):
         tag.insert_before("\n")
         tag.insert_after("\n")
     lines = (" ".join(line.split()) for line in content.get_text().split("\n"))
-    body = "\n".join(line for line in lines if line)
-    if not title:
-        raise ArticleError("no <title> or <h1> to use as the title", source or "html")
-    return create_article(title, body, url=url, source=source, published=published)
+    return "\n".join(line for line in lines if line)
+
+
+def _plain_text(text: str) -> str:
+    """A record's text as given, or, when it holds HTML markup (a scraper's export often
+    does), its visible text, so that no answer carries ``<b>`` or ``&amp;``."""
+    if not _HTML_MARKUP.search(text):
+        return text
+    soup = BeautifulSoup(text, "html.parser")
+    for tag in soup(list(_HTML_DROPPED)):
+        tag.decompose()
+    return _visible_text(soup)
 
 
 def _main_content(soup: BeautifulSoup) -> Tag | BeautifulSoup:
@@ -243,7 +265,8 @@ def parse_markdown(raw: str, *, source: str | None = None) -> Article:
 
 def parse_record(record: Any, *, where: str, default_source: str | None = None) -> Article:
     """Turn one JSON object (``title``, ``text``; optional ``id``, ``url``, ``published``,
-    ``source``, which defaults to ``default_source``) into an article."""
+    ``source``, which defaults to ``default_source``) into an article; a text holding HTML
+    markup is read as HTML (its visible text, a line per block)."""
     if not isinstance(record, dict):
         raise ArticleError(f"expected a JSON object, got {type(record).__name__}", where)
     for key in ("title", "text"):
@@ -257,7 +280,7 @@ def parse_record(record: Any, *, where: str, default_source: str | None = None) 
         optional[key] = None if value is None else str(value)
     optional["source"] = optional["source"] or default_source
     try:
-        return create_article(record["title"], record["text"], **optional)
+        return create_article(record["title"], _plain_text(record["text"]), **optional)
     except ArticleError as error:
         raise ArticleError(error.reason, where) from None
 

@@ -259,3 +259,27 @@ def test_html_headline_alone_in_an_article_does_not_make_the_body() -> None:
     <article class="masthead"><h1>Talks in Rome</h1></article>
     <div class="story"><p>{story}</p></div></body></html>"""
     assert parse_one(html, "rome.html").text == story
+
+
+def test_a_record_whose_text_is_html_is_read_as_html() -> None:
+    records = [
+        {
+            "title": "Talks in Rome",
+            "text": "<p>Meloni met <b>Zelenskyy</b> in Rome.</p>"
+            "<p>Italy &amp; Ukraine talked.<br/>Then they left.</p><script>track()</script>",
+        },
+        {"title": "Maths", "text": "If a < b and b > c, then a < c. Tom & Jerry agree."},
+    ]
+    articles, problems = parse_bytes(json.dumps(records).encode(), "export.json")
+    assert problems == []
+    assert articles[0].text == (
+        "Meloni met Zelenskyy in Rome.\nItaly & Ukraine talked.\nThen they left."
+    )
+    assert articles[1].text == "If a < b and b > c, then a < c. Tom & Jerry agree."
+
+
+def test_a_record_whose_html_has_no_visible_text_is_rejected_by_name() -> None:
+    line = json.dumps({"title": "Empty", "text": "<p> </p><script>x()</script>"})
+    articles, problems = parse_bytes(line.encode(), "feed.jsonl")
+    assert articles == []
+    assert "feed.jsonl line 1" in str(problems[0]) and "no body text" in str(problems[0])
