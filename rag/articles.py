@@ -263,10 +263,14 @@ def parse_markdown(raw: str, *, source: str | None = None) -> Article:
     return parse_html(f"<title>{_escape(heading.get_text())}</title>{html}", source=source)
 
 
-def parse_record(record: Any, *, where: str, default_source: str | None = None) -> Article:
+def parse_record(
+    record: Any, *, where: str, default_source: str | None = None, read_markup: bool = False
+) -> Article:
     """Turn one JSON object (``title``, ``text``; optional ``id``, ``url``, ``published``,
-    ``source``, which defaults to ``default_source``) into an article; a text holding HTML
-    markup is read as HTML (its visible text, a line per block)."""
+    ``source``, which defaults to ``default_source``) into an article. With
+    ``read_markup`` (records from files: scrapers export HTML), a text holding HTML markup
+    is read as HTML, its visible text a line per block; without it (the API), the text is
+    kept as posted, so that offsets index the client's own copy."""
     if not isinstance(record, dict):
         raise ArticleError(f"expected a JSON object, got {type(record).__name__}", where)
     for key in ("title", "text"):
@@ -280,7 +284,8 @@ def parse_record(record: Any, *, where: str, default_source: str | None = None) 
         optional[key] = None if value is None else str(value)
     optional["source"] = optional["source"] or default_source
     try:
-        return create_article(record["title"], _plain_text(record["text"]), **optional)
+        text = _plain_text(record["text"]) if read_markup else record["text"]
+        return create_article(record["title"], text, **optional)
     except ArticleError as error:
         raise ArticleError(error.reason, where) from None
 
@@ -304,7 +309,7 @@ def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article 
     for where, record in records:
         try:
             data = _load_json(record, where) if lines else record
-            yield parse_record(data, where=where, default_source=Path(name).name)
+            yield parse_record(data, where=where, default_source=Path(name).name, read_markup=True)
         except ArticleError as error:
             yield error
 
@@ -357,7 +362,7 @@ def parse_csv_records(raw: str, *, name: str) -> Iterator[Article | ArticleError
             record[key] = _MANGLED_QUOTE_SPACE.sub('" ', record[key] or "")
         record["published"] = _iso_date(record.get("published"))
         try:
-            yield parse_record(record, where=where, default_source=default_source)
+            yield parse_record(record, where=where, default_source=default_source, read_markup=True)
         except ArticleError as error:
             yield error
 
