@@ -199,8 +199,7 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
     )
     url = _first_text(_link(soup, "canonical"), _meta(soup, "og:url"))
     published = _first_text(_meta(soup, "article:published_time"), _meta(soup, "date"))
-    for tag in soup(list(_HTML_DROPPED)):
-        tag.decompose()
+    _drop_hidden(soup)
     content = _main_content(soup)
     heading = content.h1
     if heading and title and " ".join(heading.get_text().split()) == " ".join(title.split()):
@@ -209,6 +208,12 @@ def parse_html(raw: str, *, source: str | None = None) -> Article:
     if not title:
         raise ArticleError("no <title> or <h1> to use as the title", source or "html")
     return create_article(title, body, url=url, source=source, published=published)
+
+
+def _drop_hidden(soup: BeautifulSoup) -> None:
+    """Remove what a reader of the page does not read as the story (``_HTML_DROPPED``)."""
+    for tag in soup(list(_HTML_DROPPED)):
+        tag.decompose()
 
 
 def _visible_text(content: Tag | BeautifulSoup) -> str:
@@ -226,8 +231,7 @@ def _plain_text(text: str) -> str:
     if not _HTML_MARKUP.search(text):
         return text
     soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(list(_HTML_DROPPED)):
-        tag.decompose()
+    _drop_hidden(soup)
     return _visible_text(soup)
 
 
@@ -242,13 +246,16 @@ def _main_content(soup: BeautifulSoup) -> Tag | BeautifulSoup:
         for around in headline.find_parents("article"):  # innermost first
             if any(paragraph.get_text(strip=True) for paragraph in around.find_all("p")):
                 return around
-    page = len(soup.get_text(" ", strip=True))
-    articles = soup.find_all("article")
-    longest = max(articles, key=lambda tag: len(tag.get_text(" ", strip=True)), default=None)
+    page = _text_length(soup)
+    longest = max(soup.find_all("article"), key=_text_length, default=None)
     for candidate in (longest, soup.find("main")):
-        if isinstance(candidate, Tag) and len(candidate.get_text(" ", strip=True)) * 4 >= page:
+        if isinstance(candidate, Tag) and _text_length(candidate) * 4 >= page:
             return candidate
     return soup
+
+
+def _text_length(tag: Tag | BeautifulSoup) -> int:
+    return len(tag.get_text(" ", strip=True))
 
 
 def parse_markdown(raw: str, *, source: str | None = None) -> Article:

@@ -216,14 +216,17 @@ def test_a_file_name_that_is_not_text_is_refused_and_shown_escaped(tmp_path: Pat
     assert str(missing.value).endswith("gone\\x1b.txt: no such file or folder")
 
 
+LONG_STORY = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
+"""A story long enough to be most of its page's text."""
+
+
 def test_html_body_is_the_story_not_the_page_around_it() -> None:
-    story = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
     html = f"""<html><head><title>Talks in Rome</title></head><body>
     <header><a href="/">Daily News</a> <span>Sign in</span></header>
     <nav><a href="/world">World</a></nav>
     <main>
       <article><header><h1>Talks in Rome</h1><p>By A. Writer</p></header>
-        <p>{story}</p><aside>Read more: Elections in Spain</aside>
+        <p>{LONG_STORY}</p><aside>Read more: Elections in Spain</aside>
         <form><label>Subscribe to our newsletter</label><button>Go</button></form>
       </article>
       <section><h2>More stories</h2>
@@ -234,15 +237,14 @@ def test_html_body_is_the_story_not_the_page_around_it() -> None:
     </body></html>"""
     article = parse_one(html, "rome.html")
     assert article.title == "Talks in Rome"
-    assert article.text == f"By A. Writer\n{story}"
+    assert article.text == f"By A. Writer\n{LONG_STORY}"
 
 
 def test_html_whose_story_is_outside_its_articles_keeps_the_whole_page() -> None:
-    story = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
     html = f"""<html><head><title>Talks in Rome</title></head><body>
-    <div class="story"><p>{story}</p></div>
+    <div class="story"><p>{LONG_STORY}</p></div>
     <article><p>Storm hits Lisbon.</p></article></body></html>"""
-    assert parse_one(html, "rome.html").text == f"{story}\nStorm hits Lisbon."
+    assert parse_one(html, "rome.html").text == f"{LONG_STORY}\nStorm hits Lisbon."
 
 
 def test_html_story_is_the_article_around_the_headline_not_a_longer_comment() -> None:
@@ -254,11 +256,10 @@ def test_html_story_is_the_article_around_the_headline_not_a_longer_comment() ->
 
 
 def test_html_headline_alone_in_an_article_does_not_make_the_body() -> None:
-    story = " ".join(f"Paragraph {n} of the story about the summit in Rome." for n in range(8))
     html = f"""<html><head><title>Talks in Rome</title></head><body>
     <article class="masthead"><h1>Talks in Rome</h1></article>
-    <div class="story"><p>{story}</p></div></body></html>"""
-    assert parse_one(html, "rome.html").text == story
+    <div class="story"><p>{LONG_STORY}</p></div></body></html>"""
+    assert parse_one(html, "rome.html").text == LONG_STORY
 
 
 def test_a_record_whose_text_is_html_is_read_as_html() -> None:
