@@ -149,3 +149,35 @@ def test_serve_binds_to_loopback_and_hands_workers_the_app_factory(
         "workers": 2,
     }
     assert started["access_log"] is False  # the service writes its own access lines
+
+
+def test_ingested_web_pages_and_scraped_records_are_answered_from_their_story_text(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "rome.html"
+    page.write_text(
+        "<html><head><title>Meloni meets Zelenskyy in Rome</title></head><body>"
+        "<header>Daily News: subscribe for 1 euro a week</header><main><article>"
+        "<h1>Meloni meets Zelenskyy in Rome</h1><p>Italian Prime Minister Giorgia Meloni "
+        "met Volodymyr Zelenskyy in Rome on Thursday.</p><p>Italy has so far sent 1,700 "
+        "million euros of military aid, according to the Kiel Institute.</p></article>"
+        "<section><article><h3>Storm hits Lisbon</h3><p>A storm hit Lisbon on Monday, "
+        "killing 12 people.</p></article></section></main></body></html>"
+    )
+    export = tmp_path / "export.jsonl"
+    text = "<p>The port of Naples handled <b>4.2 million</b> containers in 2023.</p>"
+    export.write_text(json.dumps({"title": "Naples port", "text": text}) + "\n")
+    assert runner.invoke(app, ["ingest", str(page), str(export)]).exit_code == 0
+
+    def ask(question: str) -> list[dict[str, Any]]:
+        result = runner.invoke(app, ["ask", question, "--json"])
+        assert result.exit_code == 0, result.output
+        answers: list[dict[str, Any]] = json.loads(result.stdout)["answers"]
+        return answers
+
+    [aid, *_] = ask("How much military aid has Italy sent?")
+    assert "1,700 million" in aid["text"]
+    assert ask("How many people did the storm in Lisbon kill?") == []  # a teaser's words
+    [containers, *_] = ask("How many containers did the port of Naples handle in 2023?")
+    assert containers["text"].startswith("4.2 million")
+    assert "<" not in containers["context"]["text"]
