@@ -34,14 +34,16 @@ POSTGRES = Dialect("%s", collate=' COLLATE "C"', arrays=True)
 def filter_condition(where: ArticleFilter, dialect: Dialect) -> tuple[str, list[Any]]:
     """The SQL keeping the articles ``a`` that pass the filter, ``" WHERE <condition>"``
     (``""`` when it restricts nothing), and its parameters. Published dates compare as
-    text, byte by byte, in every dialect."""
+    text, byte by byte, in every dialect; the upper bound compares their first ten
+    characters, the date of an ISO timestamp, so that ``2024-10-10T08:00:00+02:00`` is
+    on or before ``2024-10-10``."""
     clauses: list[str] = []
     params: list[Any] = []
     mark, collate = dialect.mark, dialect.collate
     for condition, value in (
         (f"a.source = {mark}", where.source),
         (f"a.published{collate} >= {mark}", where.published_after),
-        (f"a.published{collate} <= {mark}", where.published_before),
+        (f"substr(a.published, 1, 10){collate} <= {mark}", where.published_before),
     ):
         if value is not None:
             clauses.append(condition)

@@ -118,7 +118,7 @@ def test_published_date_filters(
         **festival,
         "id": "harbour-festival-2023",
         "text": "The harbour festival in Port Ellis drew 31,000 visitors, the organisers said.",
-        "published": "2023-08-06",
+        "published": "2023-08-06T21:30:00+02:00",  # a timestamp, as web pages give it
     }
     assert writer.post("/articles", json=[festival, last_year], headers=key).status_code == 201
     question = "How many visitors came to the harbour festival?"
@@ -126,7 +126,9 @@ def test_published_date_filters(
     after = ask(writer, question, published_after="2024-01-01")
     before = ask(writer, question, published_before="2023-12-31")
     within = ask(writer, question, published_after="2023-08-01", published_before="2023-08-31")
+    that_day = ask(writer, question, published_after="2023-08-06", published_before="2023-08-06")
 
     assert {p["article_id"] for p in after["passages"]} == {"harbour-festival"}
     assert {p["article_id"] for p in before["passages"]} == {"harbour-festival-2023"}
     assert {p["article_id"] for p in within["passages"]} == {"harbour-festival-2023"}
+    assert {p["article_id"] for p in that_day["passages"]} == {"harbour-festival-2023"}

@@ -19,14 +19,15 @@ WORDS += ["billion", "talks", "storm", "flood", "bridge", "vote"]
 
 
 def new_article(n: int, chunks: int = 2, source: str | None = None) -> NewArticle:
-    """Article ``n`` (id ``a0000n``, published ``2024-01-<n % 28 + 1>``): ``chunks``
+    """Article ``n`` (id ``a0000n``, published ``2024-01-<n % 28 + 1>``, at noon UTC when
+    ``n`` is odd, as a timestamp): ``chunks``
     one-sentence chunks of seeded words, with seeded unit vectors (the sentence vector of
     each is its chunk's)."""
     rng = random.Random(n)
     sentences = [
         " ".join(rng.choices(WORDS, k=6)).capitalize() + f" number {n}." for _ in range(chunks)
     ]
-    published = f"2024-01-{n % 28 + 1:02d}"
+    published = f"2024-01-{n % 28 + 1:02d}" + ("T12:00:00Z" if n % 2 else "")
     article = create_article(
         f"Title {n}", "\n".join(sentences), id=f"a{n:05d}", source=source, published=published
     )

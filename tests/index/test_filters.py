@@ -25,7 +25,7 @@ def test_an_empty_filter_restricts_nothing(dialect: Dialect) -> None:
 
 def test_every_field_in_sqlite() -> None:
     assert filter_condition(EVERY_FIELD, SQLITE) == (
-        " WHERE a.source = ? AND a.published >= ? AND a.published <= ?"
+        " WHERE a.source = ? AND a.published >= ? AND substr(a.published, 1, 10) <= ?"
         " AND a.id IN (?,?) AND NOT (a.id IN (?))",
         ["wire", "2024-01-02", "2024-01-05", "a1", "a2", "a2"],
     )
@@ -34,7 +34,7 @@ def test_every_field_in_sqlite() -> None:
 def test_every_field_in_postgres() -> None:
     assert filter_condition(EVERY_FIELD, POSTGRES) == (
         ' WHERE a.source = %s AND a.published COLLATE "C" >= %s'
-        ' AND a.published COLLATE "C" <= %s'
+        ' AND substr(a.published, 1, 10) COLLATE "C" <= %s'
         " AND a.id = ANY(%s::text[]) AND NOT (a.id = ANY(%s::text[]))",
         ["wire", "2024-01-02", "2024-01-05", ["a1", "a2"], ["a2"]],
     )
@@ -71,6 +71,7 @@ def test_empty_id_lists_select_nothing_or_exclude_nothing() -> None:
         (EVERY_FIELD, {"a1"}),
         (ArticleFilter(published_after="2024-01-03"), {"a3", "a4"}),
         (ArticleFilter(published_before="2024-01-03"), {"a1", "a2"}),
+        (ArticleFilter(published_before="2024-01-02"), {"a1", "a2"}),  # a2: that day, 10:00
         (ArticleFilter(article_ids=()), set()),
         (ArticleFilter(excluded_article_ids=()), {"a1", "a2", "a3", "a4"}),
         (ArticleFilter(source="wire", excluded_article_ids=("a1",)), {"a2"}),

@@ -138,7 +138,7 @@ def test_a_deleted_article_leaves_every_search(store: Store, make_article: MakeA
 def test_filters_select_the_chunks_of_matching_articles(
     store: Store, make_article: MakeArticle
 ) -> None:
-    with store.writing() as writer:  # published 2024-01-(n+1); source by parity
+    with store.writing() as writer:  # published 2024-01-(n+1), odd n at noon; source by parity
         writer.add([make_article(n, source="even" if n % 2 == 0 else "odd") for n in range(8)])
     view = newest(store)
 
@@ -155,6 +155,8 @@ def test_filters_select_the_chunks_of_matching_articles(
         names[3],
         names[4],
     }
+    on_or_before_the_4th = selected(ArticleFilter(published_before="2024-01-04"))
+    assert on_or_before_the_4th == {names[n] for n in range(4)}  # a00003: the 4th, at noon
     assert selected(ArticleFilter(article_ids=(names[1], names[6], "missing"))) == {
         names[1],
         names[6],
