@@ -79,7 +79,7 @@ _ADD_ARTICLES_BODY = {
                         "files": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "Article files: .txt .md .html .json .jsonl",
+                            "description": "Article files: .txt .md .html .json .jsonl .csv",
                         }
                     },
                 }

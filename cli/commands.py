@@ -64,7 +64,7 @@ def _open(settings: Settings | None = None) -> Pipeline:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Article files or folders to add.")],
 ) -> None:
-    """Add articles (.txt .md .html .json .jsonl, or folders of them) to the index."""
+    """Add articles (.txt .md .html .json .jsonl .csv, or folders of them) to the index."""
     pipeline = _open(Settings(seed_sample_articles=False))
     report = _with_progress(lambda on_progress: pipeline.ingest(paths, on_progress))
     pipeline.close()  # finishes a merge the ingest made due, so the next start is quick

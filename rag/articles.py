@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,25 @@ _HTML_BLOCKS = (
     "footer",
     "figcaption",
 )
-CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "id": ("id", "article_id", "doc_id", "uuid"),
     "title": ("title", "headline", "heading"),
-    "text": ("text", "body", "content", "article", "story"),
+    "text": ("text", "body", "content", "article", "story", "maintext"),
     "url": ("url", "article_source_link", "link", "source_url", "article_url"),
-    "published": ("published", "publish_date", "published_at", "date", "pubdate", "datetime"),
-    "source": ("source", "publisher", "outlet", "site"),
+    "published": (
+        "published",
+        "publish_date",
+        "published_at",
+        "publishedat",
+        "date_publish",
+        "date",
+        "pubdate",
+        "datetime",
+    ),
+    "source": ("source", "publisher", "outlet", "site", "source_domain"),
 }
-"""Article field -> the CSV column names accepted for it (case-insensitive; first found wins)."""
+"""Article field -> the names a CSV column or a JSON file's record field may have for it
+(case-insensitive; the first found wins): the names news exports and crawlers use."""
 _MANGLED_QUOTE_SPACE = re.compile(r'"\?(?=\w)')
 _HTML_MARKUP = re.compile(
     r"</?(?:p|br|div|span|a|b|i|em|strong|li|ul|ol|h[1-6]|blockquote|figure|img|table|tr|td)"
@@ -63,7 +74,17 @@ _HTML_MARKUP = re.compile(
     re.IGNORECASE,
 )
 """Tags that mark a record's text as HTML (a "<" alone, as in "a < b", does not)."""
-_DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S")
+_DATE_FORMATS = (
+    "%Y/%m/%d",
+    "%Y-%m-%d",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%B %d, %Y",
+    "%b %d, %Y",
+    "%d %B %Y",
+    "%d %b %Y",
+)
 _HTML_DROPPED = (
     "script",
     "style",
@@ -106,7 +127,9 @@ def create_article(
     """Build a validated article; the id defaults to a hash of title and text.
 
     Every field must be valid text (:func:`rag.text.text_problem`), as given: it is
-    checked before whitespace is normalised."""
+    checked before whitespace is normalised. A publication date written another way
+    (``2017/2/7``, ``Feb 7, 2017``, an RSS date) becomes an ISO date (``2017-02-07``), so
+    that date filters compare it; an ISO timestamp, or a date not understood, is kept."""
     fields = {"title": title, "text": text, "id": id, "url": url, "source": source}
     fields |= {"published": published, "dateline": dateline}
     for key, value in fields.items():
@@ -114,6 +137,7 @@ def create_article(
             raise ArticleError(f"the {key} {problem}")
     title = " ".join(title.split())
     text = _normalise_newlines(text).strip()
+    published = _iso_date(published)
     if not title:
         raise ArticleError("article has no title")
     if not text:
@@ -298,7 +322,10 @@ def parse_record(
 
 
 def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article | ArticleError]:
-    """Parse a JSON document (one object or a list) or JSON Lines into articles.
+    """Parse a JSON document or JSON Lines into articles. A document is one record, a list
+    of them, or an object holding them in its one list of objects (``{"status": "ok",
+    "articles": [...]}``, as news APIs answer). Field names may be any of
+    :data:`RECORD_FIELDS` (:func:`_record_fields`).
 
     A bad record does not spoil the others: it is yielded as an :class:`ArticleError`.
     """
@@ -311,18 +338,66 @@ def parse_json_records(raw: str, *, name: str, lines: bool) -> Iterator[Article 
         except ArticleError as error:
             yield error
             return
-        items = document if isinstance(document, list) else [document]
+        items = _records_of(document)
         records = [(f"{name} record {n}", item) for n, item in enumerate(items, start=1)]
     for where, record in records:
         try:
-            data = _load_json(record, where) if lines else record
+            data = _record_fields(_load_json(record, where) if lines else record, where)
             yield parse_record(data, where=where, default_source=Path(name).name, read_markup=True)
         except ArticleError as error:
             yield error
 
 
+def _records_of(document: Any) -> list[Any]:
+    """The records of a JSON document (see :func:`parse_json_records`)."""
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict) and "text" not in _accepted_names(document):
+        lists = [
+            value
+            for value in document.values()
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+        ]
+        if len(lists) == 1:
+            return lists[0]
+    return [document]
+
+
+def _record_fields(record: Any, where: str) -> Any:
+    """A JSON file's record with its fields under the article's names: for each, the first
+    of its :data:`RECORD_FIELDS` names that holds a value. A source given as an object
+    (``{"id": null, "name": "BBC News"}``) is its name. Anything but an object is returned
+    as it is, for :func:`parse_record` to refuse."""
+    if not isinstance(record, dict):
+        return record
+    filled = {key: value for key, value in record.items() if value is not None and value != ""}
+    names = _accepted_names(filled)
+    for key in ("title", "text"):
+        if key not in names:
+            accepted = ", ".join(RECORD_FIELDS[key])
+            found = ", ".join(filled) or "none"
+            raise ArticleError(f"no {key} (accepted fields: {accepted}; found: {found})", where)
+    fields = {key: filled[name] for key, name in names.items()}
+    if isinstance(fields.get("source"), dict):
+        fields["source"] = fields["source"].get("name")
+    return fields
+
+
+def _accepted_names(found: Iterable[str]) -> dict[str, str]:
+    """Article field -> the first of ``found`` (a CSV header, a record's field names) that
+    :data:`RECORD_FIELDS` accepts for it, compared case-insensitively."""
+    by_lower: dict[str, str] = {}
+    for name in found:
+        by_lower.setdefault(name.strip().lower(), name)
+    return {
+        key: by_lower[accepted]
+        for key, names in RECORD_FIELDS.items()
+        if (accepted := next((n for n in names if n in by_lower), None)) is not None
+    }
+
+
 def parse_csv_records(raw: str, *, name: str) -> Iterator[Article | ArticleError]:
-    """Parse CSV with a header row, one article per row (columns: :data:`CSV_COLUMNS`).
+    """Parse CSV with a header row, one article per row (columns: :data:`RECORD_FIELDS`).
 
     A bad row does not spoil the others: it is yielded as an :class:`ArticleError` naming
     its line. Dates such as ``2017/2/7`` become ISO ``2017-02-07`` (so that date filters
@@ -337,11 +412,7 @@ def parse_csv_records(raw: str, *, name: str) -> Iterator[Article | ArticleError
     except csv.Error as error:
         yield ArticleError(f"malformed CSV header ({error})", name)
         return
-    columns = {
-        key: header.index(found)
-        for key, names in CSV_COLUMNS.items()
-        if (found := next((n for n in names if n in header), None)) is not None
-    }
+    columns = {key: header.index(name) for key, name in _accepted_names(header).items()}
     missing = [key for key in ("title", "text") if key not in columns]
     if missing:
         found_columns = ", ".join(header) or "none"
@@ -367,7 +438,6 @@ def parse_csv_records(raw: str, *, name: str) -> Iterator[Article | ArticleError
         record: dict[str, str | None] = {key: row[i].strip() or None for key, i in columns.items()}
         for key in ("title", "text"):
             record[key] = _MANGLED_QUOTE_SPACE.sub('" ', record[key] or "")
-        record["published"] = _iso_date(record.get("published"))
         try:
             yield parse_record(record, where=where, default_source=default_source, read_markup=True)
         except ArticleError as error:
@@ -429,13 +499,18 @@ def _load_json(raw: str, where: str) -> Any:
 
 
 def _iso_date(value: str | None) -> str | None:
-    """``value`` as an ISO 8601 date if it is in one of :data:`_DATE_FORMATS`, else as given."""
+    """``value`` as an ISO 8601 date if it is in one of :data:`_DATE_FORMATS` or an RFC 2822
+    date (RSS feeds: ``Tue, 07 Feb 2017 10:00:00 GMT``), else as given."""
+    text = " ".join((value or "").split())
     for date_format in _DATE_FORMATS:
         try:
-            return datetime.strptime(value or "", date_format).date().isoformat()
+            return datetime.strptime(text, date_format).date().isoformat()
         except ValueError:
             continue
-    return value
+    try:
+        return parsedate_to_datetime(text).date().isoformat()
+    except (TypeError, ValueError):
+        return value
 
 
 def _meta(soup: BeautifulSoup, name: str) -> str | None:

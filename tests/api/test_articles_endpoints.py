@@ -163,10 +163,11 @@ def as_file(suffix: str, title: str, text: str) -> str:
         f"<body><script>alert(1)</script><p>{text}</p></body></html>",
         ".json": record,
         ".jsonl": record + "\n",
+        ".csv": f'headline,body\n"{title}","{text}"\n',
     }[suffix]
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".json", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".json", ".jsonl", ".csv"])
 def test_uploaded_files_of_every_format_are_added(
     writer: TestClient, key: dict[str, str], festival: dict[str, Any], suffix: str
 ) -> None:
@@ -183,6 +184,35 @@ def test_uploaded_files_of_every_format_are_added(
     assert article["text"] == festival["text"]
     answer = best_answer(writer, FESTIVAL_QUESTION)
     assert answer is not None and answer["article_id"] == added["id"]
+
+
+def test_a_saved_news_api_answer_is_added_and_filtered_by_its_source_and_day(
+    writer: TestClient, key: dict[str, str], festival: dict[str, Any]
+) -> None:
+    answer = {
+        "status": "ok",
+        "totalResults": 1,
+        "articles": [
+            {
+                "source": {"id": None, "name": festival["source"]},
+                "title": festival["title"],
+                "content": festival["text"],
+                "url": festival["url"],
+                "publishedAt": "2024-08-04T18:30:00Z",
+            }
+        ],
+    }
+    upload = {"files": ("everything.json", json.dumps(answer).encode())}
+
+    response = writer.post("/articles", files=upload, headers=key)
+
+    assert response.status_code == 201, response.text
+    [added] = response.json()["added"]
+    on_the_day = {"published_after": "2024-08-04", "published_before": "2024-08-04"}
+    filters = {"source": festival["source"], **on_the_day}
+    ask = writer.post("/ask", json={"question": FESTIVAL_QUESTION, **filters})
+    [answer_found, *_] = ask.json()["answers"]
+    assert answer_found["article_id"] == added["id"] and "48,000" in answer_found["text"]
 
 
 def test_several_files_in_one_upload(writer: TestClient, key: dict[str, str]) -> None:

@@ -111,7 +111,7 @@ def test_json_list_and_jsonl_with_a_bad_record() -> None:
     articles, problems = parse_bytes(jsonl.encode(), "feed.jsonl")
     assert [a.title for a in articles] == ["A"]
     assert len(problems) == 2
-    assert "feed.jsonl line 3" in str(problems[0]) and "'text'" in str(problems[0])
+    assert str(problems[0]).startswith("feed.jsonl line 3: no text (accepted fields: text, body")
     assert "feed.jsonl line 4: invalid JSON" in str(problems[1])
 
 
@@ -284,3 +284,82 @@ def test_a_record_whose_html_has_no_visible_text_is_rejected_by_name() -> None:
     articles, problems = parse_bytes(line.encode(), "feed.jsonl")
     assert articles == []
     assert "feed.jsonl line 1" in str(problems[0]) and "no body text" in str(problems[0])
+
+
+def test_a_news_api_answer_saved_as_json_is_read_as_its_articles() -> None:
+    answer = {
+        "status": "ok",
+        "totalResults": 2,
+        "articles": [
+            {
+                "source": {"id": None, "name": "BBC News"},
+                "author": "A. Reporter",
+                "title": "Storm hits Lisbon",
+                "url": "https://example.com/storm",
+                "publishedAt": "2024-10-10T08:00:00Z",
+                "content": "A storm hit Lisbon on Thursday.",
+            },
+            {"source": {"id": None, "name": None}, "title": "Ferries", "content": "Ferries ran."},
+        ],
+    }
+    articles, problems = parse_bytes(json.dumps(answer).encode(), "everything.json")
+    assert problems == []
+    storm, ferries = articles
+    assert (storm.title, storm.text, storm.source) == (
+        "Storm hits Lisbon",
+        "A storm hit Lisbon on Thursday.",
+        "BBC News",
+    )
+    assert (storm.url, storm.published) == ("https://example.com/storm", "2024-10-10T08:00:00Z")
+    assert ferries.source == "everything.json"
+
+
+def test_a_crawlers_records_are_read_by_their_own_field_names() -> None:
+    news_please = {
+        "title": "Harbour reopens",
+        "maintext": "The harbour reopened on Monday.",
+        "date_publish": "2017-02-07 10:00:00",
+        "source_domain": "www.example.com",
+        "title_rss": None,
+    }
+    capitalised = {"Headline": "Vote delayed", "Body": "The vote was delayed.", "Date": ""}
+    lines = "\n".join(json.dumps(record) for record in (news_please, capitalised))
+    (harbour, vote), problems = parse_bytes(lines.encode(), "crawl.jsonl")
+    assert problems == []
+    assert (harbour.text, harbour.published, harbour.source) == (
+        "The harbour reopened on Monday.",
+        "2017-02-07",
+        "www.example.com",
+    )
+    assert (vote.title, vote.text, vote.published) == (
+        "Vote delayed",
+        "The vote was delayed.",
+        None,
+    )
+
+
+def test_a_record_without_a_title_says_which_fields_would_do() -> None:
+    line = json.dumps({"name": "Harbour", "body": "The harbour reopened.", "headline": ""})
+    articles, problems = parse_bytes(line.encode(), "feed.jsonl")
+    assert articles == []
+    assert str(problems[0]) == (
+        "feed.jsonl line 1: no title (accepted fields: title, headline, heading; found: name, body)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("published", "stored"),
+    [
+        ("2017/2/7", "2017-02-07"),
+        ("Feb 7, 2017", "2017-02-07"),
+        ("7 February 2017", "2017-02-07"),
+        ("Tue, 07 Feb 2017 10:00:00 GMT", "2017-02-07"),  # RSS
+        ("2017-02-07T10:00:00+01:00", "2017-02-07T10:00:00+01:00"),  # ISO already
+        ("Feb 7th, 2017", "Feb 7th, 2017"),  # not understood: kept
+    ],
+)
+def test_publication_dates_become_iso_dates_so_filters_compare_them(
+    published: str, stored: str
+) -> None:
+    article = create_article("Harbour", "The harbour reopened.", published=published)
+    assert article.published == stored
