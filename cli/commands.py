@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,10 +20,12 @@ from rag.settings import PROJECT_ROOT, SHARED_DATA, Settings
 from rag.text import text_problem
 from rag.types import IngestReport
 from rag.writing import ProgressCallback
+from records import ArticleFilter
 from training.config import ReaderTrainConfig, TrainDevice, TrainingSetupError, config_default
 
 SQUADSHIFTS = SHARED_DATA / "squadshifts"
 TRAINING_SETS = ("new_wiki", "reddit", "amazon_reviews")
+DATE_FORMAT = "%Y-%m-%d"
 
 app = typer.Typer(
     help="Extractive, cited question answering over news articles.", no_args_is_help=True
@@ -86,16 +89,37 @@ def ingest(
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     top_k: Annotated[int, typer.Option(min=1, max=50, help="Passages to retrieve.")] = 5,
+    source: Annotated[
+        str | None, typer.Option(help="Only articles from this source (see `rag articles`).")
+    ] = None,
+    after: Annotated[
+        datetime | None,
+        typer.Option(formats=[DATE_FORMAT], help="Only articles published on or after this day."),
+    ] = None,
+    before: Annotated[
+        datetime | None,
+        typer.Option(formats=[DATE_FORMAT], help="Only articles published on or before this day."),
+    ] = None,
+    article: Annotated[
+        list[str] | None, typer.Option(help="Only this article (by id); repeat for several.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON response.")] = False,
 ) -> None:
     """Answer a question with verbatim spans, each shown inside its sentence."""
-    if (problem := text_problem(question)) is not None:  # first: "\x0b" is also blank
-        errors.print(f"[red]error:[/red] the question {problem}")
-        raise typer.Exit(2)
+    for name, value in (("question", question), ("source", source)):
+        if value is not None and (problem := text_problem(value)) is not None:
+            errors.print(f"[red]error:[/red] the {name} {problem}")  # first: "\x0b" is blank
+            raise typer.Exit(2)
     if not question.strip():
         errors.print("[red]error:[/red] the question is empty")
         raise typer.Exit(2)
-    result = _open().ask(question, top_k=top_k)
+    where = ArticleFilter(
+        source=source,
+        published_after=after.date().isoformat() if after else None,
+        published_before=before.date().isoformat() if before else None,
+        article_ids=tuple(article) if article else None,
+    )
+    result = _open().ask(question, top_k=top_k, where=None if where.is_empty else where)
     if as_json:
         console.print_json(result.model_dump_json())
         return
@@ -108,11 +132,11 @@ def ask(
         console.print(f"\n[bold green]{number}. {escape(answer.text)}[/bold green]{unsure}")
         context = answer.context
         if context.text != answer.text:
-            before = context.text[: answer.start - context.start]
-            after = context.text[answer.end - context.start :]
+            leading = context.text[: answer.start - context.start]
+            trailing = context.text[answer.end - context.start :]
             console.print(
-                f"   [dim]“{escape(before)}[/dim][bold]{escape(answer.text)}[/bold]"
-                f"[dim]{escape(after)}”[/dim]"
+                f"   [dim]“{escape(leading)}[/dim][bold]{escape(answer.text)}[/bold]"
+                f"[dim]{escape(trailing)}”[/dim]"
             )
         console.print(
             f"   score {answer.score:.2f} · {escape(answer.title)}"

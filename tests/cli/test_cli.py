@@ -64,6 +64,34 @@ def test_ask_rejects_blank_question() -> None:
     assert "question is empty" in result.output
 
 
+def test_ask_within_a_source_a_period_or_chosen_articles(tmp_path: Path) -> None:
+    festival = "The harbour festival in Port Ellis drew {} visitors, the organisers said."
+    records = [
+        {"id": "fest-2023", "title": "Festival", "text": festival.format("31,000")},
+        {"id": "fest-2024", "title": "Festival", "text": festival.format("48,000")},
+    ]
+    records[0] |= {"source": "Gazette", "published": "2023-08-06T21:30:00+02:00"}
+    records[1] |= {"source": "Courier", "published": "2024-08-04"}
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert runner.invoke(app, ["ingest", str(feed)]).exit_code == 0
+    question = "How many visitors came to the harbour festival?"
+
+    def cited(*options: str) -> set[str]:
+        result = runner.invoke(app, ["ask", question, "--json", *options])
+        assert result.exit_code == 0, result.output
+        return {passage["article_id"] for passage in json.loads(result.stdout)["passages"]}
+
+    assert cited() == {"fest-2023", "fest-2024"}
+    assert cited("--source", "Gazette") == {"fest-2023"}
+    assert cited("--after", "2023-08-06", "--before", "2023-08-06") == {"fest-2023"}
+    assert cited("--after", "2024-01-01") == {"fest-2024"}
+    assert cited("--article", "fest-2024", "--article", "no-such") == {"fest-2024"}
+    assert cited("--source", "Gazette", "--after", "2024-01-01") == set()
+    bad_date = runner.invoke(app, ["ask", question, "--before", "4 Aug 2024"])
+    assert bad_date.exit_code == 2 and "--before" in bad_date.output
+
+
 def test_ingest_list_delete(tmp_path: Path) -> None:
     feed = tmp_path / "feed.jsonl"
     feed.write_text(
