@@ -43,7 +43,7 @@ from eval.metrics import exact_match, f1_score
 from index.lexical import LexicalSegment
 from rag.chunking import SentenceSplitter
 from rag.reader.model import TRAINING_RECORD, SpanReader
-from rag.reader.spans import Reading, read_windows
+from rag.reader.spans import Reading, read_windows, sentence_starts
 from rag.reader.windows import Window, WindowSpec, answer_positions, make_windows, pad_batch
 from training.config import ReaderTrainConfig, TrainDevice, TrainingSetupError
 from training.reader_export import export_onnx
@@ -498,7 +498,7 @@ def predict(
     model.eval()
     windows = make_windows(tokenizer, questions, passages, spec)
     with torch.inference_mode():
-        return read_windows(windows, score, len(questions), batch_size * 2)
+        return read_windows(windows, score, sentence_starts(passages), batch_size * 2)
 
 
 def _export(

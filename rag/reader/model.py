@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rag.reader.spans import Logits, Reading, read_windows
+from rag.reader.spans import Logits, Reading, read_windows, sentence_starts
 from rag.reader.windows import WindowSpec, make_windows
 
 GRAPH_FILE = "reader.onnx"
@@ -103,7 +103,11 @@ class SpanReader:
             return []
         windows = make_windows(self._tokenizer, questions, passages, self._spec)
         return read_windows(  # every window in one call
-            windows, self._score, len(passages), max(len(windows), 1), self.max_answer_tokens
+            windows,
+            self._score,
+            sentence_starts(passages),
+            max(len(windows), 1),
+            self.max_answer_tokens,
         )
 
     def _score(self, feed: dict[str, npt.NDArray[np.int64]]) -> tuple[Logits, Logits]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from rag.chunking import SentenceSplitter
 from rag.reader.windows import Window, pad_batch
 
 Logits = npt.NDArray[np.float32]
@@ -35,15 +37,23 @@ class Reading:
         return self.span_score - self.null_score
 
 
+def sentence_starts(passages: Sequence[str]) -> list[list[int]]:
+    """Where each sentence of each passage starts (characters, in order): a span may not
+    run from one sentence into the next (see :func:`read_spans`)."""
+    splitter = SentenceSplitter()
+    return [[sentence.start for sentence in splitter.split(passage)] for passage in passages]
+
+
 def read_windows(
     windows: Sequence[Window],
     score: ScoreBatch,
-    pairs: int,
+    starts_of_sentences: Sequence[Sequence[int]],
     batch_size: int,
     max_answer_tokens: int = 30,
 ) -> list[Reading | None]:
     """Score the windows in batches of similar length with ``score`` (padding masked
-    out), then decode the best span of each of the ``pairs`` (see :func:`read_spans`)."""
+    out), then decode the best span of each pair, whose passage's sentences start at
+    ``starts_of_sentences[pair]`` (see :func:`read_spans`)."""
     width = max((len(w.input_ids) for w in windows), default=0)
     starts = np.full((len(windows), width), -1e4, dtype=np.float32)
     ends = np.full((len(windows), width), -1e4, dtype=np.float32)
@@ -55,14 +65,14 @@ def read_windows(
             length = len(windows[row].input_ids)
             starts[row, :length] = batch_starts[position, :length]
             ends[row, :length] = batch_ends[position, :length]
-    return read_spans(windows, starts, ends, pairs, max_answer_tokens)
+    return read_spans(windows, starts, ends, starts_of_sentences, max_answer_tokens)
 
 
 def read_spans(
     windows: Sequence[Window],
     start_logits: Logits,
     end_logits: Logits,
-    pairs: int,
+    starts_of_sentences: Sequence[Sequence[int]],
     max_answer_tokens: int = 30,
     top_n: int = 20,
 ) -> list[Reading | None]:
@@ -70,14 +80,22 @@ def read_spans(
 
     A span starts and ends inside the passage, ends no earlier than it starts and is at
     most ``max_answer_tokens`` tokens long; among the ``top_n`` best starts and ends the
-    pair with the highest summed logit wins.
+    pair with the highest summed logit wins. A winner that runs from one sentence into
+    the next (the sentences of the pair's passage start at the characters
+    ``starts_of_sentences[pair]``) keeps its start and ends at the best end within the
+    start's sentence: no dev answer crosses a sentence end, and the reader's spans that
+    did mostly held the answer at their start and ran on.
     """
-    best: list[Reading | None] = [None] * pairs
+    best: list[Reading | None] = [None] * len(starts_of_sentences)
     for row, window in enumerate(windows):
         starts, ends = start_logits[row], end_logits[row]
         first, last = window.passage_range
         null = float(starts[0] + ends[0])
-        span = _best_span(starts, ends, first, last, max_answer_tokens, top_n)
+        sentence_starts = starts_of_sentences[window.pair]
+        sentence_of = np.array(
+            [bisect_right(sentence_starts, _start(o)) for o in window.offsets[first : last + 1]]
+        )
+        span = _best_span(starts, ends, first, last, sentence_of, max_answer_tokens, top_n)
         current = best[window.pair]
         start_offset, end_offset = window.offsets[span[0]], window.offsets[span[1]]
         assert start_offset is not None and end_offset is not None
@@ -97,8 +115,19 @@ def read_spans(
     return best
 
 
+def _start(offset: tuple[int, int] | None) -> int:
+    assert offset is not None  # inside the passage slice, every token has its characters
+    return offset[0]
+
+
 def _best_span(
-    starts: Logits, ends: Logits, first: int, last: int, max_tokens: int, top_n: int
+    starts: Logits,
+    ends: Logits,
+    first: int,
+    last: int,
+    sentence_of: npt.NDArray[np.int_],
+    max_tokens: int,
+    top_n: int,
 ) -> tuple[int, int, float]:
     inside_starts = starts[first : last + 1]
     inside_ends = ends[first : last + 1]
@@ -115,5 +144,10 @@ def _best_span(
                 best = (first + int(s), first + int(e), score)
     if best[2] == float("-inf"):  # no valid pair among the candidates: the best single token
         token = int(np.argmax(inside_starts + inside_ends))
-        best = (first + token, first + token, float(inside_starts[token] + inside_ends[token]))
+        return first + token, first + token, float(inside_starts[token] + inside_ends[token])
+    start, end = best[0] - first, best[1] - first
+    if sentence_of[start] != sentence_of[end]:
+        in_sentence = start + np.flatnonzero(sentence_of[start : end + 1] == sentence_of[start])
+        end = int(in_sentence[np.argmax(inside_ends[in_sentence])])
+        best = (first + start, first + end, float(inside_starts[start] + inside_ends[end]))
     return best

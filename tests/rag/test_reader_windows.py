@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.embedding import packaged_model_path
-from rag.reader.spans import read_spans
+from rag.reader.spans import read_spans, sentence_starts
 from rag.reader.windows import PAD_MULTIPLE, WindowSpec, answer_positions, make_windows, pad_batch
 
 PASSAGE = (
@@ -92,12 +92,28 @@ def test_spans_are_decoded_across_windows_and_null_is_the_lowest(tokenizer: Any)
         for token, offset in enumerate(window.offsets):
             if offset is not None and offset[0] == target:
                 starts[row, token] = ends[row, token] = 10.0
-    [reading] = read_spans(windows, starts, ends, pairs=1)
+    [reading] = read_spans(windows, starts, ends, sentence_starts([passage]))
     assert reading is not None
     assert passage[reading.start : reading.end] == "Item"
     assert reading.span_score == pytest.approx(20.0)
     assert reading.null_score == pytest.approx(0.0)
     assert reading.margin == pytest.approx(20.0)
+
+
+def test_a_span_does_not_run_from_one_sentence_into_the_next(tokenizer: Any) -> None:
+    passage = "The port reopened on Monday. Ferries resumed at noon."
+    [window] = make_windows(tokenizer, ["When?"], [passage], WindowSpec())
+    starts = np.full((1, len(window.input_ids)), -5.0, dtype=np.float32)
+    ends = starts.copy()
+    token_at = {offset[0]: i for i, offset in enumerate(window.offsets) if offset is not None}
+    starts[0, token_at[passage.index("Monday")]] = 9.0  # "Monday. Ferries resumed at noon"
+    ends[0, token_at[passage.index("noon")]] = 9.0  # would score 18
+    ends[0, token_at[passage.index("Monday")]] = 4.0
+
+    [reading] = read_spans([window], starts, ends, sentence_starts([passage]))
+
+    assert reading is not None and passage[reading.start : reading.end] == "Monday"
+    assert reading.span_score == pytest.approx(13.0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -118,6 +134,8 @@ def test_any_decoded_span_lies_inside_its_passage(
     width = max(len(w.input_ids) for w in windows)
     starts = rng.normal(size=(len(windows), width)).astype(np.float32)
     ends = rng.normal(size=(len(windows), width)).astype(np.float32)
-    [reading] = read_spans(windows, starts, ends, pairs=1, max_answer_tokens=5)
+    sentences = sentence_starts([passage])
+    [reading] = read_spans(windows, starts, ends, sentences, max_answer_tokens=5)
     assert reading is not None
     assert 0 <= reading.start < reading.end <= len(passage)
+    assert not [start for start in sentences[0] if reading.start < start < reading.end]
