@@ -9,7 +9,10 @@ const results = $("results");
 const articleList = $("articles");
 const moreArticles = $("more-articles");
 const reader = $("reader");
+const filters = $("filters");
 const PAGE_SIZE = 50;
+/** Filter inputs -> the /ask field each sets (also their names in the page's URL). */
+const FILTER_FIELDS = { source: "source", after: "published_after", before: "published_before" };
 let articlesShown = 0;
 
 /** An element with an optional class and text content. */
@@ -111,16 +114,34 @@ function showError(message) {
   results.replaceChildren(box);
 }
 
+/** The filters set in the form, by input name (empty ones left out). */
+function activeFilters() {
+  const set = {};
+  for (const name of Object.keys(FILTER_FIELDS)) {
+    const value = $(name).value.trim();
+    if (value) set[name] = value;
+  }
+  return set;
+}
+
+function showFilterCount() {
+  const count = Object.keys(activeFilters()).length;
+  filters.querySelector("summary").textContent = count ? `Filters (${count} on)` : "Filters";
+}
+
 async function ask(question) {
   setBusy(true);
+  const chosen = activeFilters();
+  const body = { question, top_k: 5 };
+  for (const [name, value] of Object.entries(chosen)) body[FILTER_FIELDS[name]] = value;
   try {
     const result = await getJSON("/ask", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, top_k: 5 }),
+      body: JSON.stringify(body),
     });
-    showResult(result);
-    history.replaceState(null, "", `?q=${encodeURIComponent(question)}`);
+    showResult(result, Object.keys(chosen).length > 0);
+    history.replaceState(null, "", `?${new URLSearchParams({ q: question, ...chosen })}`);
   } catch (error) {
     showError(error.message);
   } finally {
@@ -128,10 +149,12 @@ async function ask(question) {
   }
 }
 
-function showResult(result) {
+function showResult(result, filtered) {
   const best = result.answers[0];
   const bestPassage = best && result.passages.find((p) => p.passage_id === best.passage_id);
-  const nodes = [best ? answerCard(best, bestPassage, result.answers) : notFoundCard(result)];
+  const nodes = [
+    best ? answerCard(best, bestPassage, result.answers) : notFoundCard(result, filtered),
+  ];
   const others = result.passages.filter((p) => p !== bestPassage);
   if (others.length) {
     nodes.push(el("h2", "section-title", best ? "Other cited passages" : "Closest passages"));
@@ -163,20 +186,33 @@ function answerCard(best, passage, answers) {
   return card;
 }
 
-function notFoundCard(result) {
+function notFoundCard(result, filtered) {
   const card = el("article", "card not-found");
+  const where = filtered ? "the articles the filters allow" : "the indexed articles";
   card.append(
     el("h2", "", "Not found in these articles"),
     el(
       "p",
       "",
       result.passages.length
-        ? "No passage in the indexed articles answers this confidently. " +
+        ? `No passage in ${where} answers this confidently. ` +
             "The closest passages are below; rephrasing the question may help."
-        : "No indexed article matches this question.",
+        : `No passage in ${where} matches this question.`,
     ),
   );
+  if (filtered) {
+    const again = button("Ask again without filters", "secondary", () => {
+      clearFilters();
+      ask(result.question);
+    });
+    card.append(again);
+  }
   return card;
+}
+
+function clearFilters() {
+  for (const name of Object.keys(FILTER_FIELDS)) $(name).value = "";
+  showFilterCount();
 }
 
 function passageCard(passage, answers) {
@@ -249,10 +285,24 @@ function articleItem(article) {
   return item;
 }
 
+/** Offer the sources of the listed articles as choices for the source filter. */
+function offerSources(articles) {
+  const list = $("sources");
+  const known = new Set([...list.options].map((option) => option.value));
+  for (const source of articles.map((article) => article.source)) {
+    if (!source || known.has(source)) continue;
+    known.add(source);
+    const option = el("option");
+    option.value = source;
+    list.append(option);
+  }
+}
+
 async function loadArticles() {
   try {
     const page = await getJSON(`/articles?offset=${articlesShown}&limit=${PAGE_SIZE}`);
     articleList.append(...page.articles.map(articleItem));
+    offerSources(page.articles);
     articlesShown += page.articles.length;
     $("articles-heading").textContent = `Indexed articles (${page.total})`;
     if (!page.total) articleList.replaceChildren(el("li", "meta", "No articles indexed yet."));
@@ -273,13 +323,22 @@ form.addEventListener("submit", (event) => {
   }
 });
 moreArticles.addEventListener("click", loadArticles);
+filters.addEventListener("input", showFilterCount);
+$("clear-filters").addEventListener("click", () => {
+  clearFilters();
+  $("source").focus();
+});
 $("reader-close").addEventListener("click", () => reader.close());
 reader.addEventListener("click", (event) => {
   if (event.target === reader) reader.close();
 });
 
 loadArticles();
-const linked = new URLSearchParams(location.search).get("q");
+const linkedParams = new URLSearchParams(location.search);
+for (const name of Object.keys(FILTER_FIELDS)) $(name).value = linkedParams.get(name) || "";
+filters.open = Object.keys(activeFilters()).length > 0;
+showFilterCount();
+const linked = linkedParams.get("q");
 if (linked && linked.trim()) {
   input.value = linked;
   ask(linked.trim());

@@ -41,6 +41,16 @@ _HOSTILE_ARTICLE = {
     "url": "javascript:window.__xss='url'",
 }
 
+FESTIVAL_ARTICLE = {
+    "id": "harbour-festival",
+    "title": "Harbour festival draws record crowds",
+    "text": "The annual harbour festival in Port Ellis drew 48,000 visitors on Saturday, "
+    "the organisers said. Fishing boats were decorated with lanterns.",
+    "source": "Port Ellis Gazette",
+    "published": "2024-08-04T18:30:00Z",
+}
+"""An indexed article with a source and a publication time, for the filters."""
+
 
 @pytest.fixture
 def hostile_article() -> dict[str, str]:
@@ -67,8 +77,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def server(writable_pipeline: Pipeline) -> Iterator[str]:
-    """The app served by uvicorn in a thread, over the samples plus a hostile article."""
-    writable_pipeline.add([("hostile.json", parse_record(_HOSTILE_ARTICLE, where="hostile"))])
+    """The app served by uvicorn in a thread, over the samples, a hostile article and a
+    dated one from a named source."""
+    writable_pipeline.add(
+        [
+            ("hostile.json", parse_record(_HOSTILE_ARTICLE, where="hostile")),
+            ("festival.json", parse_record(FESTIVAL_ARTICLE, where="festival")),
+        ]
+    )
     app = create_app(Settings(index_dir=writable_pipeline.settings.index_dir), writable_pipeline)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

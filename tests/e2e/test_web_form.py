@@ -9,9 +9,12 @@ from urllib.parse import quote
 
 from playwright.sync_api import Browser, Page, Route, expect
 
+from tests.e2e.conftest import FESTIVAL_ARTICLE
+
 MACRON = "What aid did Macron commit?"
 LINKED_QUESTION = "Which Russian factories does Zelensky want to strike?"
 OFF_TOPIC = "What is the boiling point of liquid nitrogen?"
+FESTIVAL = "How many visitors came to the harbour festival?"
 
 
 def api_answer(page: Page, question: str) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def test_answer_is_highlighted_inside_its_passage_with_score_and_source(
     expect(answer.locator(".cite .title")).to_have_text(best["title"])
     expect(page.get_by_role("heading", name="Other cited passages")).to_be_visible()
     expect(page.locator(".passage-card")).to_have_count(len(expected["passages"]) - 1)
-    expect(page).to_have_url(re.compile(r"\?q=What%20aid"))
+    expect(page).to_have_url(re.compile(r"\?q=What\+aid"))
     page.screenshot(path=artifacts / "answer-desktop.png", full_page=True)
     assert console_errors == []
 
@@ -168,6 +171,47 @@ def test_article_markup_is_shown_as_text_and_never_runs(
     assert page.locator("a[href^='javascript']").count() == 0
     page.screenshot(path=artifacts / "hostile-article.png", full_page=True)
     assert console_errors == []
+
+
+def test_filters_keep_the_answer_to_a_source_and_a_period(
+    page: Page, artifacts: Path, console_errors: list[str]
+) -> None:
+    gazette = FESTIVAL_ARTICLE["source"]
+    page.goto("/")
+    expect(page.locator(f"#sources option[value='{gazette}']")).to_have_count(1)
+    page.get_by_text("Filters").click()
+    page.get_by_label("Source").fill(gazette)
+    page.get_by_label("Published from").fill("2024-08-04")
+    page.get_by_label("to", exact=True).fill("2024-08-04")  # published that day at 18:30
+    expect(page.get_by_text("Filters (3 on)")).to_be_visible()
+    page.get_by_label("Your question").fill(FESTIVAL)
+    page.keyboard.press("Enter")
+
+    expect(page.locator(".answer mark.best")).to_contain_text("48,000")
+    expect(page.locator(".passage-card")).to_have_count(0)  # the only article allowed
+    expect(page).to_have_url(re.compile(r"source=Port\+Ellis\+Gazette&after=2024-08-04"))
+    page.screenshot(path=artifacts / "filters-desktop.png", full_page=True)
+
+    page.get_by_label("Published from").fill("2024-08-05")
+    page.get_by_role("button", name="Ask").click()
+    not_found = page.locator(".not-found")
+    expect(not_found).to_contain_text("No passage in the articles the filters allow")
+    not_found.get_by_role("button", name="Ask again without filters").click()
+    expect(page.locator(".answer mark.best")).to_contain_text("48,000")
+    expect(page.get_by_label("Source")).to_have_value("")
+    expect(page.get_by_text("Filters", exact=True)).to_be_visible()
+    assert console_errors == []
+
+
+def test_a_linked_question_keeps_its_filters(page: Page) -> None:
+    sample = "zelensky-seeks-eu-nato-backing.txt"
+
+    page.goto(f"/?q={quote(FESTIVAL)}&source={quote(sample)}")
+
+    expect(page.get_by_label("Source")).to_have_value(sample)
+    expect(page.get_by_text("Filters (1 on)")).to_be_visible()
+    expect(page.get_by_role("heading", name="Not found in these articles")).to_be_visible()
+    expect(page.locator(".passage-card .title").first).to_have_text(re.compile("Zelensky"))
 
 
 def test_lists_the_indexed_articles(page: Page) -> None:
