@@ -77,7 +77,11 @@ class ReaderAnswerer:
         """The best span of each passage in ``read`` (one batched reading), scored."""
         if not read:
             return []
-        readings = self.reader.read(question, [hit.chunk.text for hit in read])
+        readings = self.reader.read(  # spans inside the chunks' sentences, their contexts
+            question,
+            [hit.chunk.text for hit in read],
+            [[start - hit.chunk.start for start, _ in hit.chunk.sentences] for hit in read],
+        )
         spans: list[tuple[PassageHit, Reading, Span]] = []
         for hit, reading in zip(read, readings, strict=True):
             if reading is None:

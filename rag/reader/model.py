@@ -92,22 +92,32 @@ class SpanReader:
             str(graph), options, providers=["CPUExecutionProvider"]
         )
 
-    def read(self, question: str, passages: Sequence[str]) -> list[Reading | None]:
+    def read(
+        self,
+        question: str,
+        passages: Sequence[str],
+        starts_of_sentences: Sequence[Sequence[int]] | None = None,
+    ) -> list[Reading | None]:
         """The best span of each passage (``None`` for an empty passage), in order."""
-        return self.read_pairs([question] * len(passages), passages)
+        return self.read_pairs([question] * len(passages), passages, starts_of_sentences)
 
-    def read_pairs(self, questions: Sequence[str], passages: Sequence[str]) -> list[Reading | None]:
-        """The best span for each ``(questions[i], passages[i])`` pair, in order."""
+    def read_pairs(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[str],
+        starts_of_sentences: Sequence[Sequence[int]] | None = None,
+    ) -> list[Reading | None]:
+        """The best span for each ``(questions[i], passages[i])`` pair, in order, inside
+        one sentence of its passage: ``starts_of_sentences[i]`` (characters) where the
+        caller has them (a chunk's), else :func:`sentence_starts`."""
         self.warm_up()
         if not passages:
             return []
         windows = make_windows(self._tokenizer, questions, passages, self._spec)
+        if starts_of_sentences is None:
+            starts_of_sentences = sentence_starts(passages)
         return read_windows(  # every window in one call
-            windows,
-            self._score,
-            sentence_starts(passages),
-            max(len(windows), 1),
-            self.max_answer_tokens,
+            windows, self._score, starts_of_sentences, max(len(windows), 1), self.max_answer_tokens
         )
 
     def _score(self, feed: dict[str, npt.NDArray[np.int64]]) -> tuple[Logits, Logits]:

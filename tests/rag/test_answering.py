@@ -42,7 +42,9 @@ class ScriptedReader:
         self.calls: list[list[str]] = []
         """The passages of each call, in order."""
 
-    def read(self, question: str, passages: Sequence[str]) -> list[Reading | None]:
+    def read(
+        self, question: str, passages: Sequence[str], starts_of_sentences: Sequence[Sequence[int]]
+    ) -> list[Reading | None]:
         self.calls.append(list(passages))
         readings: list[Reading | None] = []
         for pair, passage in enumerate(passages):
