@@ -91,11 +91,13 @@ def read_spans(
         starts, ends = start_logits[row], end_logits[row]
         first, last = window.passage_range
         null = float(starts[0] + ends[0])
-        sentence_starts = starts_of_sentences[window.pair]
-        sentence_of = np.array(
-            [bisect_right(sentence_starts, _start(o)) for o in window.offsets[first : last + 1]]
+        span = _in_one_sentence(
+            _best_span(starts, ends, first, last, max_answer_tokens, top_n),
+            starts,
+            ends,
+            window.offsets,
+            starts_of_sentences[window.pair],
         )
-        span = _best_span(starts, ends, first, last, sentence_of, max_answer_tokens, top_n)
         current = best[window.pair]
         start_offset, end_offset = window.offsets[span[0]], window.offsets[span[1]]
         assert start_offset is not None and end_offset is not None
@@ -115,19 +117,8 @@ def read_spans(
     return best
 
 
-def _start(offset: tuple[int, int] | None) -> int:
-    assert offset is not None  # inside the passage slice, every token has its characters
-    return offset[0]
-
-
 def _best_span(
-    starts: Logits,
-    ends: Logits,
-    first: int,
-    last: int,
-    sentence_of: npt.NDArray[np.int_],
-    max_tokens: int,
-    top_n: int,
+    starts: Logits, ends: Logits, first: int, last: int, max_tokens: int, top_n: int
 ) -> tuple[int, int, float]:
     inside_starts = starts[first : last + 1]
     inside_ends = ends[first : last + 1]
@@ -144,10 +135,33 @@ def _best_span(
                 best = (first + int(s), first + int(e), score)
     if best[2] == float("-inf"):  # no valid pair among the candidates: the best single token
         token = int(np.argmax(inside_starts + inside_ends))
-        return first + token, first + token, float(inside_starts[token] + inside_ends[token])
-    start, end = best[0] - first, best[1] - first
-    if sentence_of[start] != sentence_of[end]:
-        in_sentence = start + np.flatnonzero(sentence_of[start : end + 1] == sentence_of[start])
-        end = int(in_sentence[np.argmax(inside_ends[in_sentence])])
-        best = (first + start, first + end, float(inside_starts[start] + inside_ends[end]))
+        best = (first + token, first + token, float(inside_starts[token] + inside_ends[token]))
     return best
+
+
+def _in_one_sentence(
+    span: tuple[int, int, float],
+    starts: Logits,
+    ends: Logits,
+    offsets: Sequence[tuple[int, int] | None],
+    sentence_starts: Sequence[int],
+) -> tuple[int, int, float]:
+    """``span`` (token positions and score) when it lies inside one sentence; else its
+    start, with the best end before the next sentence starts."""
+    start, end, _ = span
+    following = bisect_right(sentence_starts, _character(offsets[start]))
+    if following == len(sentence_starts) or _character(offsets[end]) < sentence_starts[following]:
+        return span
+    in_sentence = [
+        token
+        for token in range(start, end + 1)
+        if _character(offsets[token]) < sentence_starts[following]
+    ]
+    best_end = max(in_sentence, key=lambda token: ends[token])
+    return start, best_end, float(starts[start] + ends[best_end])
+
+
+def _character(offset: tuple[int, int] | None) -> int:
+    """Where a token of the passage starts (every token of the passage slice has one)."""
+    assert offset is not None
+    return offset[0]
